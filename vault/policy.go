@@ -1,0 +1,69 @@
+package vault
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/policy"
+)
+
+// AddPolicy implements custos.PolicyService.
+func (s *Service) AddPolicy(ctx context.Context, in custos.AddPolicyInput) (*custos.Policy, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	} else if err := requireAdmin(c); err != nil {
+		return nil, err
+	} else if err := policy.ValidateInput(in); err != nil {
+		return nil, err
+	}
+	now := s.timeNow()
+	p := &custos.Policy{ID: custos.NewID(custos.PrefixPolicy), OrgID: c.OrgID(), TagKey: in.TagKey, TagValue: in.TagValue,
+		Rule: in.Rule, NotifyURL: in.NotifyURL, CreatedAt: now, CreatedBy: c.Key.ID}
+	for _, m := range in.Models {
+		p.Models = append(p.Models, strings.ToLower(m))
+	}
+	if in.TTL > 0 {
+		exp := now.Add(time.Duration(in.TTL))
+		p.ExpiresAt = &exp
+	}
+	ev := s.event(c, custos.ActionPolicyAdd, custos.OutcomeOK)
+	ev.Target, ev.Reason = p.ID, string(p.Rule)+" on "+p.TagKey+"="+p.TagValue
+	if err := s.store.CreatePolicy(ctx, p, ev); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ListPolicies implements custos.PolicyService.
+func (s *Service) ListPolicies(ctx context.Context) ([]*custos.Policy, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	} else if err := requireAdmin(c); err != nil {
+		return nil, err
+	}
+	ps, err := s.store.ListPolicies(ctx, c.OrgID())
+	if err != nil {
+		return nil, err
+	}
+	policy.Sort(ps)
+	return ps, nil
+}
+
+// RemovePolicy implements custos.PolicyService.
+func (s *Service) RemovePolicy(ctx context.Context, id string) error {
+	c, err := caller(ctx)
+	if err != nil {
+		return err
+	} else if err := requireAdmin(c); err != nil {
+		return err
+	} else if err := custos.ValidateID(custos.PrefixPolicy, id); err != nil {
+		return err
+	}
+	ev := s.event(c, custos.ActionPolicyRemove, custos.OutcomeOK)
+	ev.Target = id
+	return s.store.DeletePolicy(ctx, c.OrgID(), id, ev)
+}
