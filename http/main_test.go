@@ -1,0 +1,449 @@
+package http_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/custos-dev/custos"
+	custoshttp "github.com/custos-dev/custos/http"
+)
+
+// Test credentials and ids. The token is what the spy's Authenticate accepts.
+const (
+	testToken  = "cst_ak_TESTtokenVALUEthatMUSTneverBEloggedXXXXXXXXXXXX"
+	testKeyID  = "key_0123456789abcdef"
+	testDevID  = "dev_0123456789abcdef"
+	testPolID  = "pol_0123456789abcdef"
+	testOrgID  = "org_0123456789abcdef"
+	testSecret = "s3cr3t-VALUE-that-must-never-be-logged"
+)
+
+// testKey is the key testToken authenticates as.
+func testKey() *custos.APIKey {
+	return &custos.APIKey{ID: testKeyID, OrgID: testOrgID, Name: "ci", Role: custos.RoleAdmin,
+		CreatedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+// Spy implements every service interface with func fields and records the
+// calls it gets (other than Authenticate). A method whose func is nil fails
+// with a plain (internal) error.
+type Spy struct {
+	mu    sync.Mutex
+	calls []string
+
+	AuthenticateFn func(ctx context.Context, token string) (*custos.APIKey, error)
+	CreateKeyFn    func(ctx context.Context, in custos.CreateKeyInput) (*custos.APIKey, string, error)
+	ListKeysFn     func(ctx context.Context) ([]*custos.APIKey, error)
+	RotateKeyFn    func(ctx context.Context, id string, grace time.Duration) (*custos.APIKey, string, error)
+	RevokeKeyFn    func(ctx context.Context, id string) error
+
+	SetSecretFn     func(ctx context.Context, in custos.SetSecretInput) (*custos.Secret, error)
+	ListSecretsFn   func(ctx context.Context, f custos.SecretFilter) ([]*custos.Secret, error)
+	SecretHistoryFn func(ctx context.Context, project, name string) ([]*custos.SecretVersion, error)
+	DeleteSecretFn  func(ctx context.Context, project, name string) error
+	AccessSecretsFn func(ctx context.Context, req custos.AccessRequest) ([]*custos.SecretValue, error)
+
+	ListDevicesFn   func(ctx context.Context, status custos.DeviceStatus) ([]*custos.Device, error)
+	ApproveDeviceFn func(ctx context.Context, id string, level custos.Level) (*custos.Device, error)
+	DenyDeviceFn    func(ctx context.Context, id string) (*custos.Device, error)
+	RevokeDeviceFn  func(ctx context.Context, id string) (*custos.Device, error)
+
+	AddPolicyFn    func(ctx context.Context, in custos.AddPolicyInput) (*custos.Policy, error)
+	ListPoliciesFn func(ctx context.Context) ([]*custos.Policy, error)
+	RemovePolicyFn func(ctx context.Context, id string) error
+
+	WakeSessionFn  func(ctx context.Context, in custos.WakeInput) (*custos.Session, error)
+	SleepSessionFn func(ctx context.Context) error
+	ConfirmFn      func(ctx context.Context, in custos.ConfirmInput) (*custos.Confirmation, error)
+
+	ListAuditFn   func(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error)
+	VerifyAuditFn func(ctx context.Context) (*custos.AuditVerification, error)
+}
+
+var (
+	_ custos.KeyService     = (*Spy)(nil)
+	_ custos.SecretService  = (*Spy)(nil)
+	_ custos.DeviceService  = (*Spy)(nil)
+	_ custos.PolicyService  = (*Spy)(nil)
+	_ custos.SessionService = (*Spy)(nil)
+	_ custos.AuditService   = (*Spy)(nil)
+)
+
+func (s *Spy) record(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, name)
+}
+
+// Calls returns the service methods called so far, Authenticate excluded.
+func (s *Spy) Calls() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.calls...)
+}
+
+// Reset forgets the recorded calls.
+func (s *Spy) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = nil
+}
+
+func notSet(name string) error { return fmt.Errorf("spy: %s not set", name) }
+
+func (s *Spy) Authenticate(ctx context.Context, token string) (*custos.APIKey, error) {
+	if s.AuthenticateFn != nil {
+		return s.AuthenticateFn(ctx, token)
+	}
+	if token == testToken {
+		return testKey(), nil
+	}
+	return nil, custos.Errorf(custos.EUNAUTHORIZED, "invalid API key")
+}
+
+func (s *Spy) CreateKey(ctx context.Context, in custos.CreateKeyInput) (*custos.APIKey, string, error) {
+	s.record("CreateKey")
+	if s.CreateKeyFn == nil {
+		return nil, "", notSet("CreateKey")
+	}
+	return s.CreateKeyFn(ctx, in)
+}
+
+func (s *Spy) ListKeys(ctx context.Context) ([]*custos.APIKey, error) {
+	s.record("ListKeys")
+	if s.ListKeysFn == nil {
+		return nil, notSet("ListKeys")
+	}
+	return s.ListKeysFn(ctx)
+}
+
+func (s *Spy) RotateKey(ctx context.Context, id string, grace time.Duration) (*custos.APIKey, string, error) {
+	s.record("RotateKey")
+	if s.RotateKeyFn == nil {
+		return nil, "", notSet("RotateKey")
+	}
+	return s.RotateKeyFn(ctx, id, grace)
+}
+
+func (s *Spy) RevokeKey(ctx context.Context, id string) error {
+	s.record("RevokeKey")
+	if s.RevokeKeyFn == nil {
+		return notSet("RevokeKey")
+	}
+	return s.RevokeKeyFn(ctx, id)
+}
+
+func (s *Spy) SetSecret(ctx context.Context, in custos.SetSecretInput) (*custos.Secret, error) {
+	s.record("SetSecret")
+	if s.SetSecretFn == nil {
+		return nil, notSet("SetSecret")
+	}
+	return s.SetSecretFn(ctx, in)
+}
+
+func (s *Spy) ListSecrets(ctx context.Context, f custos.SecretFilter) ([]*custos.Secret, error) {
+	s.record("ListSecrets")
+	if s.ListSecretsFn == nil {
+		return nil, notSet("ListSecrets")
+	}
+	return s.ListSecretsFn(ctx, f)
+}
+
+func (s *Spy) SecretHistory(ctx context.Context, project, name string) ([]*custos.SecretVersion, error) {
+	s.record("SecretHistory")
+	if s.SecretHistoryFn == nil {
+		return nil, notSet("SecretHistory")
+	}
+	return s.SecretHistoryFn(ctx, project, name)
+}
+
+func (s *Spy) DeleteSecret(ctx context.Context, project, name string) error {
+	s.record("DeleteSecret")
+	if s.DeleteSecretFn == nil {
+		return notSet("DeleteSecret")
+	}
+	return s.DeleteSecretFn(ctx, project, name)
+}
+
+func (s *Spy) AccessSecrets(ctx context.Context, req custos.AccessRequest) ([]*custos.SecretValue, error) {
+	s.record("AccessSecrets")
+	if s.AccessSecretsFn == nil {
+		return nil, notSet("AccessSecrets")
+	}
+	return s.AccessSecretsFn(ctx, req)
+}
+
+func (s *Spy) ListDevices(ctx context.Context, status custos.DeviceStatus) ([]*custos.Device, error) {
+	s.record("ListDevices")
+	if s.ListDevicesFn == nil {
+		return nil, notSet("ListDevices")
+	}
+	return s.ListDevicesFn(ctx, status)
+}
+
+func (s *Spy) ApproveDevice(ctx context.Context, id string, level custos.Level) (*custos.Device, error) {
+	s.record("ApproveDevice")
+	if s.ApproveDeviceFn == nil {
+		return nil, notSet("ApproveDevice")
+	}
+	return s.ApproveDeviceFn(ctx, id, level)
+}
+
+func (s *Spy) DenyDevice(ctx context.Context, id string) (*custos.Device, error) {
+	s.record("DenyDevice")
+	if s.DenyDeviceFn == nil {
+		return nil, notSet("DenyDevice")
+	}
+	return s.DenyDeviceFn(ctx, id)
+}
+
+func (s *Spy) RevokeDevice(ctx context.Context, id string) (*custos.Device, error) {
+	s.record("RevokeDevice")
+	if s.RevokeDeviceFn == nil {
+		return nil, notSet("RevokeDevice")
+	}
+	return s.RevokeDeviceFn(ctx, id)
+}
+
+func (s *Spy) AddPolicy(ctx context.Context, in custos.AddPolicyInput) (*custos.Policy, error) {
+	s.record("AddPolicy")
+	if s.AddPolicyFn == nil {
+		return nil, notSet("AddPolicy")
+	}
+	return s.AddPolicyFn(ctx, in)
+}
+
+func (s *Spy) ListPolicies(ctx context.Context) ([]*custos.Policy, error) {
+	s.record("ListPolicies")
+	if s.ListPoliciesFn == nil {
+		return nil, notSet("ListPolicies")
+	}
+	return s.ListPoliciesFn(ctx)
+}
+
+func (s *Spy) RemovePolicy(ctx context.Context, id string) error {
+	s.record("RemovePolicy")
+	if s.RemovePolicyFn == nil {
+		return notSet("RemovePolicy")
+	}
+	return s.RemovePolicyFn(ctx, id)
+}
+
+func (s *Spy) WakeSession(ctx context.Context, in custos.WakeInput) (*custos.Session, error) {
+	s.record("WakeSession")
+	if s.WakeSessionFn == nil {
+		return nil, notSet("WakeSession")
+	}
+	return s.WakeSessionFn(ctx, in)
+}
+
+func (s *Spy) SleepSession(ctx context.Context) error {
+	s.record("SleepSession")
+	if s.SleepSessionFn == nil {
+		return notSet("SleepSession")
+	}
+	return s.SleepSessionFn(ctx)
+}
+
+func (s *Spy) Confirm(ctx context.Context, in custos.ConfirmInput) (*custos.Confirmation, error) {
+	s.record("Confirm")
+	if s.ConfirmFn == nil {
+		return nil, notSet("Confirm")
+	}
+	return s.ConfirmFn(ctx, in)
+}
+
+func (s *Spy) ListAudit(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error) {
+	s.record("ListAudit")
+	if s.ListAuditFn == nil {
+		return nil, notSet("ListAudit")
+	}
+	return s.ListAuditFn(ctx, f)
+}
+
+func (s *Spy) VerifyAudit(ctx context.Context) (*custos.AuditVerification, error) {
+	s.record("VerifyAudit")
+	if s.VerifyAuditFn == nil {
+		return nil, notSet("VerifyAudit")
+	}
+	return s.VerifyAuditFn(ctx)
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Env is one API handler over a Spy, served by httptest, with a client.
+type Env struct {
+	Spy    *Spy
+	Logs   *syncBuffer
+	Config custoshttp.Config
+	Server *httptest.Server
+	Client *custoshttp.Client
+}
+
+// MustServe starts an API server over a fresh Spy and returns it with a
+// client that uses testToken. The server closes with the test.
+func MustServe(tb testing.TB) *Env {
+	tb.Helper()
+	spy := &Spy{}
+	logs := &syncBuffer{}
+	cfg := custoshttp.Config{
+		Services: custoshttp.Services{Keys: spy, Secrets: spy, Devices: spy, Policies: spy, Sessions: spy, Audit: spy},
+		Logger:   slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Version:  "v0.0.0-test",
+	}
+	srv := httptest.NewServer(custoshttp.NewHandler(cfg))
+	tb.Cleanup(srv.Close)
+	return &Env{Spy: spy, Logs: logs, Config: cfg, Server: srv, Client: MustClient(tb, srv.URL, custoshttp.ClientOptions{Token: testToken})}
+}
+
+// MustClient returns a client of url or fails the test.
+func MustClient(tb testing.TB, url string, opts custoshttp.ClientOptions) *custoshttp.Client {
+	tb.Helper()
+	c, err := custoshttp.NewClient(url, opts)
+	if err != nil {
+		tb.Fatalf("NewClient: %v", err)
+	}
+	return c
+}
+
+// Response is a raw answer of the server.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Err decodes the JSON error shape of the body.
+func (r *Response) Err(tb testing.TB) (code, message string) {
+	tb.Helper()
+	var er struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(r.Body, &er); err != nil {
+		tb.Fatalf("error body is not JSON: %v: %q", err, r.Body)
+	}
+	return er.Error.Code, er.Error.Message
+}
+
+// Request is a raw request for Env.Do.
+type Request struct {
+	Method, Path string
+	Body         string
+	ContentType  string // "" means application/json when Body is set; "-" means none
+	Token        string // "" means testToken; "-" means no Authorization header
+	Header       map[string]string
+}
+
+// Do sends a raw request to the server.
+func (e *Env) Do(tb testing.TB, req Request) *Response {
+	tb.Helper()
+	var body io.Reader
+	if req.Body != "" {
+		body = strings.NewReader(req.Body)
+	}
+	r, err := http.NewRequest(req.Method, e.Server.URL+req.Path, body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	switch {
+	case req.ContentType == "-":
+	case req.ContentType != "":
+		r.Header.Set("Content-Type", req.ContentType)
+	case req.Body != "":
+		r.Header.Set("Content-Type", "application/json")
+	}
+	switch req.Token {
+	case "-":
+	case "":
+		r.Header.Set("Authorization", "Bearer "+testToken)
+	default:
+		r.Header.Set("Authorization", req.Token)
+	}
+	for k, v := range req.Header {
+		r.Header.Set(k, v)
+	}
+	resp, err := e.Server.Client().Do(r)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", req.Method, req.Path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+// AssertNoCalls fails the test if any service method was called.
+func (e *Env) AssertNoCalls(tb testing.TB) {
+	tb.Helper()
+	if calls := e.Spy.Calls(); len(calls) != 0 {
+		tb.Fatalf("service called: %v", calls)
+	}
+}
+
+// ctx returns a context for client calls.
+func ctx(tb testing.TB) context.Context {
+	tb.Helper()
+	return tb.Context()
+}
+
+// clientOpts returns client options with token and a full identity.
+func clientOpts(token string) custoshttp.ClientOptions {
+	return custoshttp.ClientOptions{Token: token, Agent: "claude-code", Hostname: "build-01", MachineUser: "ana",
+		Source: custos.SourceCLI, Model: "claude-sonnet-4.5"}
+}
+
+// discardLogger returns a logger that drops everything.
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// Short names for the spy funcs' parameter types.
+type (
+	ctxT      = context.Context
+	durationT = time.Duration
+)
+
+// slogJSON returns a JSON logger writing to w at debug level.
+func slogJSON(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// readResponse reads and closes resp.
+func readResponse(tb testing.TB, resp *http.Response) *Response {
+	tb.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &Response{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
