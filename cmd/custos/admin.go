@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/custos-dev/custos/envelope"
+	"github.com/custos-dev/custos/store/sqlite"
+)
+
+const adminUsage = `Usage: custos admin COMMAND [flags]
+
+Offline administration of a data dir. Stop the server first: these commands
+take the data dir's lock.
+
+Commands:
+  rotate-kek --to KEEPER_URL   re-wrap every data key (DEK) with a new KEK;
+                               the ciphertext of the values is not touched
+
+Flags:
+  --data DIR       data dir (CUSTOS_DATA; default ./custos-data)
+  --keeper URL     the current keeper (CUSTOS_KEEPER; default as for serve)
+  --to URL         the new keeper; file://PATH is created (0600) if missing
+
+Example:
+  custos admin rotate-kek --to file://custos-data/kek-2026.key
+`
+
+// runAdmin runs the offline admin commands.
+func (c *CLI) runAdmin(ctx context.Context, args []string) error {
+	if len(args) == 0 || isHelp(args[:1]) {
+		fmt.Fprint(c.Stdout, adminUsage)
+		if len(args) == 0 {
+			return configUsageError{fmt.Errorf("name an admin command")}
+		}
+		return nil
+	}
+	switch args[0] {
+	case "rotate-kek":
+		if isHelp(args[1:]) {
+			fmt.Fprint(c.Stdout, adminUsage)
+			return nil
+		}
+		return c.rotateKEK(ctx, args[1:])
+	default:
+		return configUsageError{fmt.Errorf("unknown admin command %q (try: custos admin --help)", args[0])}
+	}
+}
+
+func (c *CLI) rotateKEK(ctx context.Context, args []string) error {
+	cfg := DefaultConfig()
+	var err error
+	if cfg.DataDir, err = envOr(c.Getenv, "CUSTOS_DATA", cfg.DataDir); err != nil {
+		return err
+	}
+	if cfg.Keeper, err = envOr(c.Getenv, "CUSTOS_KEEPER", ""); err != nil {
+		return err
+	}
+	var to string
+	fs := flag.NewFlagSet("custos admin rotate-kek", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "")
+	fs.StringVar(&cfg.Keeper, "keeper", cfg.Keeper, "")
+	fs.StringVar(&to, "to", "", "")
+	if err := fs.Parse(args); err != nil {
+		return configUsageError{err}
+	} else if fs.NArg() > 0 {
+		return configUsageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	} else if to == "" {
+		return configUsageError{fmt.Errorf("--to KEEPER_URL is required")}
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, dbFile)); err != nil {
+		return fmt.Errorf("no custos database in %s: %w", cfg.DataDir, err)
+	}
+	lock, err := lockDataDir(cfg.DataDir, true)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+
+	fromURL, _, err := cfg.keeperURL()
+	if err != nil {
+		return err
+	}
+	from, err := envelope.OpenKeeper(ctx, fromURL, envelope.OpenOptions{})
+	if err != nil {
+		return fmt.Errorf("open current keeper %s: %w", envelope.Redact(fromURL), err)
+	}
+	defer from.Close()
+	dst, err := envelope.OpenKeeper(ctx, to, envelope.OpenOptions{Create: strings.HasPrefix(to, "file://")})
+	if err != nil {
+		return fmt.Errorf("open new keeper %s: %w", envelope.Redact(to), err)
+	}
+	defer dst.Close()
+
+	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, dbFile), sqlite.Options{})
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	canary, err := store.GetMeta(ctx, "kek_canary")
+	if err != nil {
+		return fmt.Errorf("read canary: %w", err)
+	}
+	// A crash between the rewrap and the canary update leaves the canary with
+	// the old keeper; a second run resumes, skipping what is already rewrapped.
+	if err := envelope.CheckCanary(ctx, from, canary); err != nil {
+		if envelope.CheckCanary(ctx, dst, canary) == nil {
+			fmt.Fprintln(c.Stdout, "the database is already on the new KEK")
+			return c.recordKeeper(cfg.DataDir, to)
+		}
+		return err
+	}
+	n, err := store.RewrapDEKs(ctx, func(wrapped []byte, keeperID string) ([]byte, string, error) {
+		if keeperID == dst.ID() {
+			return wrapped, keeperID, nil
+		}
+		w, err := envelope.Rewrap(ctx, from, dst, wrapped)
+		return w, dst.ID(), err
+	})
+	if err != nil {
+		return fmt.Errorf("rewrap: %w (nothing was changed)", err)
+	}
+	newCanary, err := envelope.NewCanary(ctx, dst)
+	if err != nil {
+		return err
+	}
+	if err := store.PutMeta(ctx, "kek_canary", newCanary); err != nil {
+		return fmt.Errorf("update canary: %w (run the same command again to finish)", err)
+	}
+	fmt.Fprintf(c.Stdout, "re-wrapped %d data keys with keeper %s; ciphertext untouched\n", n, envelope.Redact(to))
+	return c.recordKeeper(cfg.DataDir, to)
+}
+
+// recordKeeper remembers the new keeper URL in the data dir when it holds no
+// key material, so a plain `custos serve` uses it; otherwise it tells the
+// operator to pass it.
+func (c *CLI) recordKeeper(dataDir, to string) error {
+	if strings.HasPrefix(to, "base64key://") {
+		fmt.Fprintln(c.Stdout, "start the server with --keeper set to the new keeper URL (or CUSTOS_KEEPER_FILE); it is not stored because it holds the key")
+		return nil
+	}
+	if err := writeSecretFile(filepath.Join(dataDir, keeperFile), []byte(to+"\n")); err != nil {
+		return fmt.Errorf("record keeper url: %w", err)
+	}
+	fmt.Fprintf(c.Stdout, "recorded in %s: `custos serve` now uses it; keep the old key file until you have a backup taken after this rotation\n", filepath.Join(dataDir, keeperFile))
+	return nil
+}

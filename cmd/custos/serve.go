@@ -1,0 +1,445 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	nethttp "net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/custos-dev/custos/envelope"
+	custoshttp "github.com/custos-dev/custos/http"
+	"github.com/custos-dev/custos/store/sqlite"
+	"github.com/custos-dev/custos/token"
+	"github.com/custos-dev/custos/vault"
+)
+
+// Version is the build's version, set with -ldflags "-X main.Version=…".
+var Version = "dev"
+
+// File names inside the data dir.
+const (
+	dbFile       = "custos.db"
+	kekFile      = "kek.key"
+	ownerKeyFile = "owner.key"
+	keeperFile   = "keeper.url" // the keeper URL in force after a rotate-kek, when it holds no key material
+	lockFile     = ".lock"
+)
+
+// Config is the server's configuration: defaults, then environment, then flags.
+type Config struct {
+	Addr         string // listen address
+	DataDir      string
+	Keeper       string // KEK keeper URL; "" means the data dir's keeper.url or file://DATA/kek.key
+	TLSCert      string
+	TLSKey       string
+	InsecureHTTP bool   // allow plain HTTP on a non-loopback address
+	Sync         string // SQLite synchronous: normal or full
+	LogLevel     string
+}
+
+// DefaultConfig returns the embedded default: loopback, ./custos-data.
+func DefaultConfig() Config {
+	return Config{Addr: "127.0.0.1:8080", DataDir: "custos-data", Sync: "normal", LogLevel: "info"}
+}
+
+// ConfigError names the configuration field that is wrong.
+type ConfigError struct {
+	Field, Message string
+}
+
+func (e *ConfigError) Error() string { return e.Field + ": " + e.Message }
+
+// Validate checks c, returning a *ConfigError naming the bad field.
+func (c *Config) Validate() error {
+	host, _, err := net.SplitHostPort(c.Addr)
+	if err != nil {
+		return &ConfigError{"--addr", fmt.Sprintf("%q is not host:port", c.Addr)}
+	}
+	if c.DataDir == "" {
+		return &ConfigError{"--data", "must not be empty"}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return &ConfigError{"--tls-cert/--tls-key", "give both or neither"}
+	}
+	if c.TLSCert == "" && !c.InsecureHTTP && !isLoopback(host) {
+		return &ConfigError{"--addr", fmt.Sprintf("plain HTTP is only served on loopback; give --tls-cert and --tls-key for %s, or --insecure-http behind a TLS-terminating proxy", c.Addr)}
+	}
+	switch strings.ToLower(c.Sync) {
+	case "normal", "full":
+	default:
+		return &ConfigError{"--sync", "use normal (survives a crash of the process) or full (fsync on every commit; survives power loss)"}
+	}
+	switch strings.ToLower(c.LogLevel) {
+	case "debug", "info", "warn", "error":
+	default:
+		return &ConfigError{"--log-level", "use debug, info, warn or error"}
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// envOr returns the environment value of name, or of name_FILE read from a
+// file (for values that may hold secrets), or def.
+func envOr(getenv func(string) string, name, def string) (string, error) {
+	if v := getenv(name); v != "" {
+		return v, nil
+	}
+	if p := getenv(name + "_FILE"); p != "" {
+		b, err := os.ReadFile(p) // #nosec G304 -- the operator names the file
+		if err != nil {
+			return "", fmt.Errorf("read %s_FILE: %w", name, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return def, nil
+}
+
+// Main is the server program: ParseFlags, Run, then Close. Tests drive it
+// the same way main does, with the data dir in a temp dir and port 0.
+type Main struct {
+	Config Config
+	Stdout io.Writer // startup messages for the operator
+	Stderr io.Writer // JSON logs
+
+	Logger  *slog.Logger
+	Now     func() time.Time // nil means time.Now; tests move time
+	Store   *sqlite.Store
+	Service *vault.Service
+
+	keeper   envelope.Keeper
+	server   *custoshttp.Server
+	ln       net.Listener
+	lock     *os.File
+	cancel   context.CancelFunc
+	done     chan struct{}
+	serveErr chan error
+}
+
+// NewMain returns a Main with the default config.
+func NewMain(stdout, stderr io.Writer) *Main {
+	return &Main{Config: DefaultConfig(), Stdout: stdout, Stderr: stderr}
+}
+
+// ParseFlags reads the environment and then args into m.Config.
+func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
+	c := &m.Config
+	var err error
+	for _, e := range []struct {
+		dst  *string
+		name string
+	}{
+		{&c.Addr, "CUSTOS_ADDR"}, {&c.DataDir, "CUSTOS_DATA"}, {&c.Keeper, "CUSTOS_KEEPER"},
+		{&c.TLSCert, "CUSTOS_TLS_CERT"}, {&c.TLSKey, "CUSTOS_TLS_KEY"}, {&c.Sync, "CUSTOS_SYNC"}, {&c.LogLevel, "CUSTOS_LOG_LEVEL"},
+	} {
+		if *e.dst, err = envOr(getenv, e.name, *e.dst); err != nil {
+			return err
+		}
+	}
+	if v := getenv("CUSTOS_INSECURE_HTTP"); v == "1" || v == "true" {
+		c.InsecureHTTP = true
+	}
+
+	fs := flag.NewFlagSet("custos serve", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.Addr, "addr", c.Addr, "")
+	fs.StringVar(&c.DataDir, "data", c.DataDir, "")
+	fs.StringVar(&c.Keeper, "keeper", c.Keeper, "")
+	fs.StringVar(&c.TLSCert, "tls-cert", c.TLSCert, "")
+	fs.StringVar(&c.TLSKey, "tls-key", c.TLSKey, "")
+	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "")
+	fs.StringVar(&c.Sync, "sync", c.Sync, "")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "")
+	if err := fs.Parse(args); err != nil {
+		return configUsageError{err}
+	} else if fs.NArg() > 0 {
+		return configUsageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return c.Validate()
+}
+
+// keeperURL returns the keeper URL in force and whether it is the default
+// key file, which Run creates on first start.
+func (c *Config) keeperURL() (string, bool, error) {
+	if c.Keeper != "" {
+		return c.Keeper, false, nil
+	}
+	b, err := os.ReadFile(filepath.Join(c.DataDir, keeperFile)) // #nosec G304 -- inside the data dir
+	if err == nil {
+		return strings.TrimSpace(string(b)), false, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", false, err
+	}
+	return "file://" + filepath.Join(c.DataDir, kekFile), true, nil
+}
+
+// Run opens the data dir, checks the KEK, bootstraps a fresh database and
+// starts serving in the background. It returns once the listener is open.
+func (m *Main) Run(ctx context.Context) (err error) {
+	defer func() {
+		if err != nil {
+			_ = m.Close()
+		}
+	}()
+	c := &m.Config
+	if m.Logger == nil {
+		m.Logger = newLogger(m.Stderr, c.LogLevel)
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	if m.lock, err = lockDataDir(c.DataDir, false); err != nil {
+		return err
+	}
+
+	kurl, isDefault, err := c.keeperURL()
+	if err != nil {
+		return fmt.Errorf("keeper: %w", err)
+	}
+	if m.keeper, err = envelope.OpenKeeper(ctx, kurl, envelope.OpenOptions{Create: isDefault}); err != nil {
+		return fmt.Errorf("open keeper %s: %w", envelope.Redact(kurl), err)
+	}
+	if m.Store, err = sqlite.Open(ctx, filepath.Join(c.DataDir, dbFile), sqlite.Options{Synchronous: strings.ToUpper(c.Sync)}); err != nil {
+		return fmt.Errorf("open database: %w", err)
+	}
+	m.Service = vault.New(vault.Config{Store: m.Store, Keeper: m.keeper, Logger: m.Logger, Now: m.Now})
+	if err := m.Service.CheckKeeper(ctx); err != nil {
+		return fmt.Errorf("refusing to start: %w", err)
+	}
+	tok, created, err := m.Service.Bootstrap(ctx, "default")
+	if err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if created {
+		path := filepath.Join(c.DataDir, ownerKeyFile)
+		if err := writeSecretFile(path, []byte(tok+"\n")); err != nil {
+			return fmt.Errorf("write owner key: %w", err)
+		}
+		abs, _ := filepath.Abs(path)
+		fmt.Fprintf(m.Stdout, "first start: created the owner API key and wrote it to %s (mode 0600)\n", abs)
+		fmt.Fprintf(m.Stdout, "  use it with: export CUSTOS_API_KEY=$(cat %s)\n", abs)
+	}
+
+	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := custoshttp.NewServer(custoshttp.Config{
+		Services: custoshttp.Services{Keys: m.Service, Secrets: m.Service, Devices: m.Service,
+			Policies: m.Service, Sessions: m.Service, Audit: m.Service},
+		Logger:  m.Logger,
+		Ready:   m.Store.Ping,
+		Version: Version,
+	})
+	m.server = srv
+	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel, m.done, m.serveErr = cancel, make(chan struct{}), make(chan error, 1)
+	go func() { defer close(m.done); m.Service.RunNotifier(bg, nil) }()
+	ln := m.ln
+	go func() {
+		var err error
+		if c.TLSCert != "" {
+			err = srv.ServeTLS(ln, c.TLSCert, c.TLSKey)
+		} else {
+			err = srv.Serve(ln)
+		}
+		m.serveErr <- err
+	}()
+
+	abs, _ := filepath.Abs(c.DataDir)
+	fmt.Fprintf(m.Stdout, "custos %s listening on %s\n", Version, m.URL())
+	fmt.Fprintf(m.Stdout, "data dir: %s (SQLite, keeper %s)\n", abs, envelope.Redact(kurl))
+	return nil
+}
+
+// URL returns the base URL the server listens on.
+func (m *Main) URL() string {
+	scheme := "http"
+	if m.Config.TLSCert != "" {
+		scheme = "https"
+	}
+	if m.ln == nil {
+		return ""
+	}
+	return scheme + "://" + m.ln.Addr().String()
+}
+
+// Close stops the server gracefully and releases everything.
+func (m *Main) Close() error {
+	var errs []error
+	if m.server != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, m.server.Shutdown(ctx))
+		cancel()
+		m.server = nil
+	}
+	if m.cancel != nil {
+		m.cancel()
+		<-m.done
+		m.cancel = nil
+	}
+	if m.Store != nil {
+		errs = append(errs, m.Store.Close())
+		m.Store = nil
+	}
+	if m.keeper != nil {
+		errs = append(errs, m.keeper.Close())
+		m.keeper = nil
+	}
+	if m.lock != nil {
+		errs = append(errs, m.lock.Close())
+		m.lock = nil
+	}
+	return errors.Join(errs...)
+}
+
+// lockDataDir takes a lock on the data dir: shared for servers (replicas may
+// share a data dir), exclusive and non-blocking for offline admin commands.
+func lockDataDir(dir string, exclusive bool) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFile), os.O_RDWR|os.O_CREATE, 0o600) // #nosec G304 -- inside the data dir
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	how := syscall.LOCK_SH | syscall.LOCK_NB
+	if exclusive {
+		how = syscall.LOCK_EX | syscall.LOCK_NB
+	}
+	if err := syscall.Flock(int(f.Fd()), how); err != nil { // #nosec G115 -- file descriptors fit in int
+		_ = f.Close()
+		if exclusive {
+			return nil, fmt.Errorf("a custos server is running on data dir %s; stop it first", dir)
+		}
+		return nil, fmt.Errorf("data dir %s is locked by an offline admin command (custos admin …); wait for it to finish", dir)
+	}
+	return f, nil
+}
+
+// writeSecretFile writes b to path with mode 0600, atomically.
+func writeSecretFile(path string, b []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(b); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// newLogger returns a slog JSON logger whose string values are scrubbed of
+// anything that looks like a custos token.
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
+		Level: lv,
+		ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+			switch a.Value.Kind() {
+			case slog.KindString:
+				if s := a.Value.String(); strings.Contains(s, "cst_") {
+					return slog.String(a.Key, token.Redact(s))
+				}
+			case slog.KindAny:
+				if err, ok := a.Value.Any().(error); ok && strings.Contains(err.Error(), "cst_") {
+					return slog.String(a.Key, token.Redact(err.Error()))
+				}
+			}
+			return a
+		},
+	}))
+}
+
+// configUsageError marks a command-line mistake (exit code 2).
+type configUsageError struct{ err error }
+
+func (e configUsageError) Error() string { return e.err.Error() }
+func (e configUsageError) Unwrap() error { return e.err }
+
+// serveUsage is the help of custos serve.
+const serveUsage = `Usage: custos serve [flags]
+
+Runs the custos server. With no flags it serves on 127.0.0.1:8080 with
+everything in ./custos-data: the SQLite database, the KEK key file (0600)
+and, on first start, the owner API key in custos-data/owner.key (0600).
+
+Flags (environment variable in brackets; secrets also take NAME_FILE):
+  --addr HOST:PORT     listen address (CUSTOS_ADDR; default 127.0.0.1:8080)
+  --data DIR           data dir (CUSTOS_DATA; default ./custos-data)
+  --keeper URL         KEK keeper: file://PATH or base64key://KEY
+                       (CUSTOS_KEEPER, CUSTOS_KEEPER_FILE; default file://DATA/kek.key)
+  --tls-cert FILE      TLS certificate (CUSTOS_TLS_CERT); TLS 1.2 or newer
+  --tls-key FILE       TLS key (CUSTOS_TLS_KEY)
+  --insecure-http      allow plain HTTP on a non-loopback address (CUSTOS_INSECURE_HTTP=1)
+  --sync normal|full   SQLite durability: normal survives a process crash,
+                       full fsyncs every commit (CUSTOS_SYNC; default normal)
+  --log-level LEVEL    debug, info, warn or error (CUSTOS_LOG_LEVEL)
+
+Example:
+  custos serve
+  custos serve --addr 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
+`
+
+// runServe runs the server until ctx is done.
+func (c *CLI) runServe(ctx context.Context, args []string) error {
+	if isHelp(args) {
+		fmt.Fprint(c.Stdout, serveUsage)
+		return nil
+	}
+	m := NewMain(c.Stdout, c.Stderr)
+	if err := m.ParseFlags(args, c.Getenv); err != nil {
+		return err
+	}
+	if err := m.Run(ctx); err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+		fmt.Fprintln(c.Stdout, "shutting down")
+	case err := <-m.serveErr:
+		if err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
+			_ = m.Close()
+			return fmt.Errorf("serve: %w", err)
+		}
+	}
+	return m.Close()
+}
+
+// isHelp reports whether args ask for help.
+func isHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "-h", "-help", "--help", "help":
+			return true
+		case "--":
+			return false
+		}
+	}
+	return false
+}
