@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The one test command: installs what it needs on a fresh machine, then runs
+# every check CI runs. Usage: scripts/test.sh   (or: make test)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Pinned tool versions, installed from the Go module proxy into .tools/bin.
+STATICCHECK_VERSION=v0.8.2      # honnef.co/go/tools
+GOSEC_VERSION=v2.30.0           # github.com/securego/gosec/v2
+GOVULNCHECK_VERSION=v1.9.0      # golang.org/x/vuln
+
+export GOBIN="$PWD/.tools/bin"
+export PATH="$GOBIN:$PATH"
+export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "toolchain"
+command -v go >/dev/null || { echo "go is not installed: install Go 1.26 or newer first" >&2; exit 1; }
+go version
+
+step "install pinned tools into .tools/bin"
+install_tool() { # name module@version
+	if ! [ -x "$GOBIN/$1" ] || ! grep -qs "$2" "$GOBIN/.$1.version"; then
+		go install "$2"
+		echo "$2" > "$GOBIN/.$1.version"
+	fi
+	echo "$1: $2"
+}
+mkdir -p "$GOBIN"
+install_tool staticcheck "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION"
+install_tool gosec "github.com/securego/gosec/v2/cmd/gosec@$GOSEC_VERSION"
+install_tool govulncheck "golang.org/x/vuln/cmd/govulncheck@$GOVULNCHECK_VERSION"
+
+step "gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.tools/*'))
+if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
+echo ok
+
+step "go vet"
+go vet ./...
+echo ok
+
+step "staticcheck"
+staticcheck ./...
+echo ok
+
+step "gosec"
+gosec -quiet -exclude-generated ./...
+echo ok
+
+step "go test -race"
+go test -race -count=1 ./...
+
+step "govulncheck (informational)"
+scripts/vulncheck.sh || true
