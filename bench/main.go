@@ -169,7 +169,7 @@ func startServer(bin, data, sync string) (*server, error) {
 	for i := 0; i < 200; i++ {
 		resp, err := http.Get(s.url + "/readyz")
 		if err == nil {
-			resp.Body.Close()
+			_ = resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return s, nil
 			}
@@ -238,7 +238,7 @@ func setup(srv *server) (*fixture, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusForbidden {
 		return nil, fmt.Errorf("first read: status %d, want 403 device_pending", resp.StatusCode)
 	}
@@ -274,7 +274,7 @@ func do(c *http.Client, mk func() (*http.Request, error)) bool {
 		return false
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
+	_ = resp.Body.Close()
 	return resp.StatusCode == 200
 }
 

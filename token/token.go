@@ -35,7 +35,7 @@ const BodyLen = 43
 const randomBytes = 32
 
 // kinds names each prefix for error messages.
-var kinds = map[string]string{
+var kinds = map[string]string{ // #nosec G101 -- usage text and column names, not credentials
 	PrefixAPIKey:         "an API key",
 	PrefixLaunchCode:     "a launch code",
 	PrefixPermit:         "a permit",

@@ -48,10 +48,9 @@ type E2E struct {
 	Owner  string      // owner token
 	Home   string
 
-	mu       sync.Mutex
-	secrets  []string // tokens and values that must not appear in logs or errors
-	cliErrs  bytes.Buffer
-	startErr error
+	mu      sync.Mutex
+	secrets []string // tokens and values that must not appear in logs or errors
+	cliErrs bytes.Buffer
 }
 
 var tokenRE = regexp.MustCompile(`cst_ak_[A-Za-z0-9_-]{43}`)

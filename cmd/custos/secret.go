@@ -14,6 +14,7 @@ import (
 	"golang.org/x/term"
 )
 
+// #nosec G101 -- usage text, not a credential
 const secretUsage = `Usage: custos secret COMMAND [ARGS] [FLAGS]
 
 Manages secrets. Values are read from stdin only, never from the command
@@ -44,6 +45,7 @@ func (c *CLI) runSecret(ctx context.Context, args []string) error {
 	})
 }
 
+// #nosec G101 -- usage text, not a credential
 const secretSetUsage = `Usage: custos secret set NAME [--project P] [--tag k=v]... [--ttl D] [--description TEXT]
 
 Stores a new version of secret NAME, creating it if needed. The value is
@@ -160,6 +162,7 @@ func (c *CLI) readValue(ctx context.Context, prompt string) (string, error) {
 	return string(b), nil
 }
 
+// #nosec G101 -- usage text, not a credential
 const secretListUsage = `Usage: custos secret list [--project P] [--tag k=v]... [--json]
 
 Lists secrets: NAME PROJECT VERSION TAGS EXPIRES ("expired" once past).
@@ -207,6 +210,7 @@ func (c *CLI) secretList(ctx context.Context, args []string) error {
 	return t.flush()
 }
 
+// #nosec G101 -- usage text, not a credential
 const secretInjectUsage = `Usage: custos secret inject NAME... [--project P]
 
 Fetches the values (mode inject) and writes NAME=value lines to
@@ -294,7 +298,7 @@ func ensurePrivateDir(dir string) error {
 		return fmt.Errorf("session dir %s is not a directory (a symlink?); remove it", dir)
 	}
 	if fi.Mode().Perm() != 0o700 {
-		if err := os.Chmod(dir, 0o700); err != nil {
+		if err := os.Chmod(dir, 0o700); err != nil { // #nosec G302 -- a directory needs its x bit; 0700 is owner-only
 			return fmt.Errorf("session dir %s: %w", dir, err)
 		}
 	}
@@ -326,7 +330,7 @@ func writeInjected(dir, project string, lines []EnvLine) (string, error) {
 	var merged []EnvLine
 	if old, err := os.Open(path); err == nil { // #nosec G304 -- project is validated
 		merged, err = ParseEnv(old)
-		old.Close()
+		_ = old.Close()
 		if err != nil {
 			return "", fmt.Errorf("%s: %w (delete it with: custos session clear)", path, err)
 		}
@@ -372,15 +376,15 @@ func writeFileAtomic(dir, path string, b []byte) error {
 	}
 	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
 	if err := tmp.Chmod(0o600); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+		_ = tmp.Close()
 		return err
 	}
 	if err := tmp.Close(); err != nil {
@@ -389,6 +393,7 @@ func writeFileAtomic(dir, path string, b []byte) error {
 	return os.Rename(tmp.Name(), path)
 }
 
+// #nosec G101 -- usage text, not a credential
 const secretRevealUsage = `Usage: custos secret reveal NAME [--project P]
 
 Prints the value of secret NAME and a newline (mode reveal; audited).
@@ -427,6 +432,7 @@ func (c *CLI) secretReveal(ctx context.Context, args []string) error {
 	return custos.Errorf(custos.ENOTFOUND, "secret %s/%s was not delivered", *project, pos[0])
 }
 
+// #nosec G101 -- usage text, not a credential
 const secretRmUsage = `Usage: custos secret rm NAME [--project P]
 
 Deletes secret NAME and every version of it. Prints "deleted PROJECT/NAME".
@@ -459,6 +465,7 @@ func (c *CLI) secretRemove(ctx context.Context, args []string) error {
 	return nil
 }
 
+// #nosec G101 -- usage text, not a credential
 const secretHistoryUsage = `Usage: custos secret history NAME [--project P] [--json]
 
 Lists the versions of secret NAME, newest first: VERSION CREATED BY EXPIRES

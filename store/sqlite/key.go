@@ -114,16 +114,16 @@ func (s *Store) RotateKey(ctx context.Context, orgID, oldID string, newKey *cust
 		for rows.Next() {
 			d, err := scanDevice(rows)
 			if err != nil {
-				rows.Close()
+				_ = rows.Close()
 				return fmt.Errorf("list devices of key: %w", err)
 			}
 			devs = append(devs, d)
 		}
 		if err := rows.Err(); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return fmt.Errorf("list devices of key: %w", err)
 		}
-		rows.Close()
+		_ = rows.Close()
 		for _, d := range devs {
 			d.ID = custos.NewID(custos.PrefixDevice)
 			d.KeyID = newKey.ID

@@ -9,7 +9,7 @@ import (
 	"github.com/custos-dev/custos"
 )
 
-const secretCols = `s.id, s.org_id, s.project, s.name, s.tags, s.description, s.version, s.expires_at, s.created_at, s.updated_at`
+const secretCols = `s.id, s.org_id, s.project, s.name, s.tags, s.description, s.version, s.expires_at, s.created_at, s.updated_at` // #nosec G101 -- usage text and column names, not credentials
 
 const versionCols = `v.secret_id, v.version, v.keeper_id, v.created_by, v.created_at, v.expires_at`
 
@@ -275,16 +275,16 @@ func (s *Store) RewrapDEKs(ctx context.Context, fn func(wrapped []byte, keeperID
 		for rows.Next() {
 			var r row
 			if err := rows.Scan(&r.secretID, &r.version, &r.wrapped, &r.keeperID); err != nil {
-				rows.Close()
+				_ = rows.Close()
 				return fmt.Errorf("list wrapped keys: %w", err)
 			}
 			all = append(all, r)
 		}
 		if err := rows.Err(); err != nil {
-			rows.Close()
+			_ = rows.Close()
 			return fmt.Errorf("list wrapped keys: %w", err)
 		}
-		rows.Close()
+		_ = rows.Close()
 		count = 0
 		for _, r := range all {
 			wrapped, keeperID, err := fn(r.wrapped, r.keeperID)

@@ -125,7 +125,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: resolve path: %w", err)
 	}
-	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600) // #nosec G304 -- the path is operator configuration (data dir, key file)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: create database file: %w", err)
 	}
@@ -155,19 +155,19 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	s.wdb.SetConnMaxLifetime(0)
 	s.wdb.SetConnMaxIdleTime(0)
 	if s.conn, err = s.wdb.Conn(ctx); err != nil {
-		s.wdb.Close()
+		_ = s.wdb.Close()
 		return nil, fmt.Errorf("sqlite: open writer: %w", err)
 	}
 	if err := migrate(ctx, s.conn); err != nil {
-		s.conn.Close()
-		s.wdb.Close()
+		_ = s.conn.Close()
+		_ = s.wdb.Close()
 		return nil, err
 	}
 
 	s.rdb, err = sql.Open("sqlite", base+"&_query_only=1")
 	if err != nil {
-		s.conn.Close()
-		s.wdb.Close()
+		_ = s.conn.Close()
+		_ = s.wdb.Close()
 		return nil, fmt.Errorf("sqlite: open readers: %w", err)
 	}
 	s.rdb.SetMaxOpenConns(opts.Readers)
@@ -175,9 +175,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	s.rdb.SetConnMaxLifetime(0)
 	s.rdb.SetConnMaxIdleTime(0)
 	if err := s.rdb.PingContext(ctx); err != nil {
-		s.rdb.Close()
-		s.conn.Close()
-		s.wdb.Close()
+		_ = s.rdb.Close()
+		_ = s.conn.Close()
+		_ = s.wdb.Close()
 		return nil, fmt.Errorf("sqlite: open readers: %w", err)
 	}
 
@@ -502,7 +502,7 @@ func (s *Store) rstmt(ctx context.Context, query string) (*sql.Stmt, error) {
 		return nil, err
 	}
 	if v, loaded := s.rstmts.LoadOrStore(query, st); loaded {
-		st.Close()
+		_ = st.Close()
 		return v.(*sql.Stmt), nil
 	}
 	return st, nil
