@@ -28,6 +28,11 @@ type Store interface {
 	// Bootstrap creates the first org and its owner key in one transaction.
 	// Returns ECONFLICT if any org exists already.
 	Bootstrap(ctx context.Context, org *Org, owner *APIKey, ev *AuditEvent) error
+	// CacheEpoch returns a counter that advances, in the same transaction,
+	// with every change to keys, devices, policies, secrets or secret
+	// versions, whichever process makes it. Services compare it to keep
+	// in-memory caches of those exact; audit appends do not advance it.
+	CacheEpoch(ctx context.Context) (int64, error)
 	// Close releases the store.
 	Close() error
 }

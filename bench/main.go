@@ -391,6 +391,10 @@ func checkDurability(bin string, srv *server, fx *fixture, rows []row) (string, 
 	if err != nil {
 		return "", err
 	}
+	before, err := countReveals(owner)
+	if err != nil {
+		return "", err
+	}
 	// A burst of reads, then kill -9 at once.
 	c := newClient(8)
 	var acked atomic.Int64
@@ -411,10 +415,6 @@ func checkDurability(bin string, srv *server, fx *fixture, rows []row) (string, 
 				}
 			}
 		}()
-	}
-	before, err := countReveals(owner)
-	if err != nil {
-		return "", err
 	}
 	time.Sleep(1 * time.Second)
 	_ = srv.cmd.Process.Signal(syscall.SIGKILL)

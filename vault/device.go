@@ -11,8 +11,17 @@ import (
 // above. A device seen for the first time is recorded as pending. Every
 // refusal is audited under action.
 func (s *Service) device(ctx context.Context, c *custos.Caller, want custos.Level, action string) (*custos.Device, error) {
+	v, err := s.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.deviceIn(ctx, v, c, want, action)
+}
+
+// deviceIn is device, looking the device up through v.
+func (s *Service) deviceIn(ctx context.Context, v *view, c *custos.Caller, want custos.Level, action string) (*custos.Device, error) {
 	fp := c.Fingerprint()
-	d, err := s.store.FindDevice(ctx, c.OrgID(), fp)
+	d, err := v.device(ctx, c.OrgID(), fp)
 	if custos.ErrorCode(err) == custos.ENOTFOUND {
 		d, err = s.registerDevice(ctx, c, fp)
 	}

@@ -23,7 +23,11 @@ func (s *Service) Authenticate(ctx context.Context, tok string) (*custos.APIKey,
 	if err := token.Check(tok, token.PrefixAPIKey); err != nil {
 		return nil, err
 	}
-	k, err := s.store.FindKeyByHash(ctx, token.Hash(tok))
+	v, err := s.view(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k, err := v.key(ctx, token.Hash(tok))
 	if custos.ErrorCode(err) == custos.ENOTFOUND {
 		return nil, custos.Errorf(custos.EUNAUTHORIZED, "invalid API key")
 	} else if err != nil {

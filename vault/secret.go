@@ -235,11 +235,15 @@ func (s *Service) AccessSecrets(ctx context.Context, req custos.AccessRequest) (
 		return s.deny(ctx, ev, err)
 	}
 
-	dev, err := s.device(ctx, c, custos.LevelRead, custos.ActionSecretAccess)
+	v, err := s.view(ctx)
 	if err != nil {
 		return nil, err
 	}
-	secrets, err := s.store.LoadSecrets(ctx, c.OrgID(), req.Project, names)
+	dev, err := s.deviceIn(ctx, v, c, custos.LevelRead, custos.ActionSecretAccess)
+	if err != nil {
+		return nil, err
+	}
+	secrets, err := v.secrets(ctx, c.OrgID(), req.Project, names)
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +263,7 @@ func (s *Service) AccessSecrets(ctx context.Context, req custos.AccessRequest) (
 	}
 
 	now := s.now()
-	policies, err := s.store.ListPolicies(ctx, c.OrgID())
+	policies, err := v.policies(ctx, c.OrgID())
 	if err != nil {
 		return nil, err
 	}

@@ -30,6 +30,7 @@ type Service struct {
 	now    custos.Clock
 	log    *slog.Logger
 	notify chan struct{} // pokes the notifier after an outbox write
+	cache  *cache
 }
 
 var (
@@ -43,7 +44,7 @@ var (
 
 // New returns a Service.
 func New(cfg Config) *Service {
-	s := &Service{store: cfg.Store, keeper: cfg.Keeper, now: cfg.Now, log: cfg.Logger, notify: make(chan struct{}, 1)}
+	s := &Service{store: cfg.Store, keeper: cfg.Keeper, now: cfg.Now, log: cfg.Logger, notify: make(chan struct{}, 1), cache: newCache()}
 	if s.now == nil {
 		s.now = time.Now
 	}

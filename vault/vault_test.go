@@ -793,3 +793,26 @@ func TestAuditVerify(t *testing.T) {
 		t.Fatalf("verify=%+v err=%v", v, err)
 	}
 }
+
+// BenchmarkAccessSecrets measures the value read path below HTTP: device,
+// policies, decrypt and a committed audit event, with parallel callers.
+func BenchmarkAccessSecrets(b *testing.B) {
+	e := MustOpenEnv(b)
+	e.MustSet(b, "web", "DB_PASSWORD", "correct-horse-battery-staple", map[string]string{"env": "dev"})
+	if _, err := e.Service.AddPolicy(As(e.Owner, "cli"), custos.AddPolicyInput{TagKey: "env", TagValue: "prod", Rule: custos.RuleBlockAlways}); err != nil {
+		b.Fatal(err)
+	}
+	k := e.MustApprovedMember(b, custos.LevelRead)
+	ctx := As(k, "cli")
+	req := custos.AccessRequest{Project: "web", Names: []string{"DB_PASSWORD"}, Mode: custos.ModeReveal}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := e.Service.AccessSecrets(ctx, req); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}

@@ -78,3 +78,13 @@ func (s *Store) PutMeta(ctx context.Context, key string, value []byte) error {
 		return nil
 	})
 }
+
+// CacheEpoch returns the counter that triggers advance on every change to
+// keys, devices, policies, secrets and secret versions.
+func (s *Store) CacheEpoch(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.rqueryRow(ctx, `SELECT epoch FROM cache_epoch WHERE id = 1`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("cache epoch: %w", err)
+	}
+	return n, nil
+}
