@@ -3,6 +3,7 @@ package custos
 import (
 	"context"
 	"strings"
+	"sync"
 )
 
 // Sources of a request, recorded in audit events.
@@ -55,4 +56,39 @@ func NewContextWithCaller(ctx context.Context, c *Caller) context.Context {
 func CallerFromContext(ctx context.Context) *Caller {
 	c, _ := ctx.Value(callerKey{}).(*Caller)
 	return c
+}
+
+type requestKey struct{}
+
+// requestScope holds values a service computes once per request.
+type requestScope struct {
+	mu   sync.Mutex
+	vals map[any]any
+}
+
+// NewRequestContext marks ctx as one request. An adapter that serves a
+// request with several service calls (authenticate, then act) uses it so the
+// services can take one consistent look at their state for the whole
+// request (see RequestMemo).
+func NewRequestContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, requestKey{}, &requestScope{vals: make(map[any]any, 2)})
+}
+
+// RequestMemo returns the value stored under key in ctx's request, computing
+// it with fn on first use. Without a request in ctx it calls fn every time.
+func RequestMemo[T any](ctx context.Context, key any, fn func() (T, error)) (T, error) {
+	rs, _ := ctx.Value(requestKey{}).(*requestScope)
+	if rs == nil {
+		return fn()
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if v, ok := rs.vals[key]; ok {
+		return v.(T), nil
+	}
+	v, err := fn()
+	if err == nil {
+		rs.vals[key] = v
+	}
+	return v, err
 }

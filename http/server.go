@@ -387,6 +387,9 @@ func (h *handler) authenticate(r *http.Request) (*http.Request, error) {
 		h.authFailed(r, custos.ErrorMessage(err))
 		return nil, err
 	}
+	// One request, one consistent look at the services' state: authenticate
+	// and the call that follows share it (custos.RequestMemo).
+	r = r.WithContext(custos.NewRequestContext(r.Context()))
 	key, err := h.svc.Keys.Authenticate(r.Context(), token)
 	switch code := custos.ErrorCode(err); {
 	case code == custos.EINTERNAL || code == custos.EUNAVAILABLE:

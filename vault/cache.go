@@ -47,9 +47,13 @@ type view struct {
 	epoch int64
 }
 
-// view reads the store's epoch and brings the cache up to it.
+// epochKey memoizes the cache epoch per request (custos.RequestMemo), so a
+// request that authenticates and then reads a value looks at one snapshot.
+type epochKey struct{}
+
+// view reads the store's epoch (once per request) and brings the cache up to it.
 func (s *Service) view(ctx context.Context) (*view, error) {
-	e, err := s.store.CacheEpoch(ctx)
+	e, err := custos.RequestMemo(ctx, epochKey{}, func() (int64, error) { return s.store.CacheEpoch(ctx) })
 	if err != nil {
 		return nil, err
 	}
