@@ -816,3 +816,57 @@ func BenchmarkAccessSecrets(b *testing.B) {
 		}
 	})
 }
+
+func TestCacheAcrossProcesses(t *testing.T) {
+	// Ensure changes made by another process (a second store and service on
+	// the same database file) apply to this service's very next request,
+	// though it has the key, device, policies and secret cached.
+	e := MustOpenEnv(t)
+	e.MustSet(t, "web", "A", "first-value", map[string]string{"env": "prod"})
+	k, tok := e.mustApprovedMember(t, custos.LevelRead)
+	if vals, err := reveal2(e, k, "web", "A"); err != nil || vals[0].Value != "first-value" {
+		t.Fatalf("warm-up: %v %v", vals, err)
+	}
+
+	other, err := sqlite.Open(context.Background(), e.Store.Path(), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	svc2 := vault.New(vault.Config{Store: other, Keeper: e.Keeper, Now: e.Clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	owner := As(e.Owner, "cli")
+
+	// A new value set elsewhere is what the next read gets.
+	if _, err := svc2.SetSecret(owner, custos.SetSecretInput{Project: "web", Name: "A", Value: "second-value"}); err != nil {
+		t.Fatal(err)
+	}
+	if vals, err := reveal2(e, k, "web", "A"); err != nil || vals[0].Value != "second-value" {
+		t.Fatalf("after a set elsewhere: %v %v", vals, err)
+	}
+	// A policy added elsewhere applies at once.
+	p, err := svc2.AddPolicy(owner, custos.AddPolicyInput{TagKey: "env", TagValue: "prod", Rule: custos.RuleBlockAlways})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reveal2(e, k, "web", "A"); custos.ErrorCode(err) != custos.EPOLICY {
+		t.Fatalf("after a policy elsewhere: %v", err)
+	}
+	if err := svc2.RemovePolicy(owner, p.ID); err != nil {
+		t.Fatal(err)
+	}
+	// A device revoked elsewhere gets nothing.
+	devs, _ := svc2.ListDevices(owner, custos.DeviceApproved)
+	if _, err := svc2.RevokeDevice(owner, devs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reveal2(e, k, "web", "A"); custos.ErrorCode(err) != custos.EFORBIDDEN {
+		t.Fatalf("after a device revocation elsewhere: %v", err)
+	}
+	// A key revoked elsewhere no longer authenticates.
+	if err := svc2.RevokeKey(owner, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Service.Authenticate(context.Background(), tok); custos.ErrorCode(err) != custos.EUNAUTHORIZED {
+		t.Fatalf("after a key revocation elsewhere: %v", err)
+	}
+}

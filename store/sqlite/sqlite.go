@@ -76,6 +76,10 @@ type Store struct {
 	// Writer goroutine state: only run and the ops it calls touch these.
 	wstmts map[string]*sql.Stmt
 	heads  map[string]auditHead // org id → last committed-or-pending (seq, hash)
+	// dataVersion is the writer connection's PRAGMA data_version at its last
+	// batch; it changes only when another connection (another process on
+	// the same file) committed, and then heads may be stale.
+	dataVersion int64
 
 	rstmts sync.Map // query → *sql.Stmt on rdb
 
@@ -338,6 +342,18 @@ func (s *Store) commit(batch []*op) {
 			fail(fmt.Errorf("begin write: %w", err))
 			return
 		}
+	}
+	// Another process may have appended audit events since our last batch:
+	// then the cached chain heads are stale. Holding the write lock now, one
+	// pragma per batch tells.
+	var dv int64
+	if err := w.queryRow(`PRAGMA data_version`).Scan(&dv); err != nil {
+		fail(fmt.Errorf("data version: %w", err))
+		return
+	}
+	if dv != s.dataVersion {
+		clear(s.heads)
+		s.dataVersion = dv
 	}
 	for i, o := range batch {
 		if _, err := w.exec(`SAVEPOINT op`); err != nil {

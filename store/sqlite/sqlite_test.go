@@ -1696,3 +1696,28 @@ func BenchmarkAuditedRead(b *testing.B) {
 		}
 	})
 }
+
+func TestAuditStore_TwoProcesses(t *testing.T) {
+	// Ensure two stores on one file (two processes sharing a data dir) that
+	// append concurrently still build one verifiable chain per org.
+	path := filepath.Join(t.TempDir(), "custos.db")
+	a := MustOpenStoreAt(t, path, sqlite.Options{})
+	b := MustOpenStoreAt(t, path, sqlite.Options{})
+	org, _ := MustBootstrap(t, a)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for _, s := range []*sqlite.Store{a, b, a, b} {
+		wg.Add(1)
+		go func(s *sqlite.Store) {
+			defer wg.Done()
+			for i := 0; i < 50; i++ {
+				if err := s.AppendAudit(ctx, []*custos.AuditEvent{newEvent(org.ID, custos.ActionSecretReveal)}, nil); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}(s)
+	}
+	wg.Wait()
+	MustVerifyChain(t, a, org.ID, 201)
+}
