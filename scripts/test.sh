@@ -52,5 +52,8 @@ echo ok
 step "go test -race"
 go test -race -count=1 ./...
 
+step "fuzz smoke (each target 2s; longer: make fuzz FUZZTIME=1m)"
+FUZZTIME=2s scripts/fuzz.sh
+
 step "govulncheck (informational)"
 scripts/vulncheck.sh || true
