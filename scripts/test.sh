@@ -49,11 +49,29 @@ step "gosec"
 gosec -quiet -exclude-generated ./...
 echo ok
 
-step "go test -race"
-go test -race -count=1 ./...
+step "go test -race (every package; log in .tools/test.log)"
+log=.tools/test.log
+set +e
+go test -race -count=1 -v ./... > "$log" 2>&1
+rc=$?
+set -e
+grep -E '^(ok|FAIL|panic:)|^\?' "$log" || true
+if [ $rc -ne 0 ]; then
+	echo; echo "failures:"
+	grep -E -B2 -A25 -- '--- FAIL|^panic:' "$log" | head -n 400 || true
+fi
+passed=$(grep -cE '^[[:space:]]*--- PASS' "$log" || true)
+failed=$(grep -cE '^[[:space:]]*--- FAIL' "$log" || true)
 
-step "fuzz smoke (each target 2s; longer: make fuzz FUZZTIME=1m)"
-FUZZTIME=2s scripts/fuzz.sh
+if [ $rc -eq 0 ]; then
+	step "fuzz smoke (each target 2s; longer: make fuzz FUZZTIME=1m)"
+	FUZZTIME=2s scripts/fuzz.sh > .tools/fuzz.log 2>&1 || { cat .tools/fuzz.log; rc=1; failed=$((failed + 1)); }
+	grep -E '^(==|ok|FAIL)' .tools/fuzz.log || true
 
-step "govulncheck (informational)"
-scripts/vulncheck.sh || true
+	step "govulncheck (informational)"
+	scripts/vulncheck.sh || true
+fi
+
+echo
+echo "tests: $passed passed, $failed failed"
+exit $rc

@@ -8,7 +8,7 @@ command -v govulncheck >/dev/null || go install golang.org/x/vuln/cmd/govulnchec
 out=$(timeout 120 govulncheck ./... 2>&1); rc=$?
 if [ $rc -eq 0 ]; then echo "$out"; exit 0; fi
 if [ $rc -eq 124 ] || grep -qiE 'fetching vulnerabilities|dial tcp|no such host|connection refused|i/o timeout|network is unreachable|TLS handshake' <<<"$out"; then
-	echo "govulncheck: NOT RUN — its vulnerability database (vuln.go.dev) cannot be reached from this machine."
+	echo "govulncheck: NOT RUN — its vulnerability database cannot be reached from this machine."
 	echo "             Run 'make vulncheck' on a machine with internet access. ($(head -n1 <<<"$out"))"
 	exit 0
 fi
