@@ -33,22 +33,19 @@ Example:
 
 // runAdmin runs the offline admin commands.
 func (c *CLI) runAdmin(ctx context.Context, args []string) error {
-	if len(args) == 0 || isHelp(args[:1]) {
-		fmt.Fprint(c.Stdout, adminUsage)
-		if len(args) == 0 {
-			return configUsageError{fmt.Errorf("name an admin command")}
-		}
-		return nil
+	if len(args) == 0 {
+		return &usageError{"name an admin command", adminUsage}
+	} else if isHelp(args[:1]) {
+		return &helpRequest{adminUsage}
 	}
 	switch args[0] {
 	case "rotate-kek":
 		if isHelp(args[1:]) {
-			fmt.Fprint(c.Stdout, adminUsage)
-			return nil
+			return &helpRequest{adminUsage}
 		}
 		return c.rotateKEK(ctx, args[1:])
 	default:
-		return configUsageError{fmt.Errorf("unknown admin command %q (try: custos admin --help)", args[0])}
+		return &usageError{fmt.Sprintf("unknown admin command %q", clip(args[0], 40)), adminUsage}
 	}
 }
 
@@ -68,11 +65,11 @@ func (c *CLI) rotateKEK(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Keeper, "keeper", cfg.Keeper, "")
 	fs.StringVar(&to, "to", "", "")
 	if err := fs.Parse(args); err != nil {
-		return configUsageError{err}
+		return &usageError{err.Error(), adminUsage}
 	} else if fs.NArg() > 0 {
-		return configUsageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0)), adminUsage}
 	} else if to == "" {
-		return configUsageError{fmt.Errorf("--to KEEPER_URL is required")}
+		return &usageError{"--to KEEPER_URL is required", adminUsage}
 	}
 	if _, err := os.Stat(filepath.Join(cfg.DataDir, dbFile)); err != nil {
 		return fmt.Errorf("no custos database in %s: %w", cfg.DataDir, err)

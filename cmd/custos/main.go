@@ -216,7 +216,6 @@ func (c *CLI) exit(ctx context.Context, err error) int {
 	var (
 		help  *helpRequest
 		usage *usageError
-		lead  configUsageError
 		code  exitCode
 	)
 	switch {
@@ -227,9 +226,6 @@ func (c *CLI) exit(ctx context.Context, err error) int {
 		return 0
 	case errors.As(err, &usage):
 		fmt.Fprintf(c.Stderr, "custos: %s\n\n%s", usage.msg, usage.usage)
-		return 2
-	case errors.As(err, &lead):
-		fmt.Fprintf(c.Stderr, "custos: %s\n", lead.Error())
 		return 2
 	case errors.As(err, &code):
 		return int(code)

@@ -57,6 +57,7 @@ type ConfigError struct {
 	Field, Message string
 }
 
+// Error implements error.
 func (e *ConfigError) Error() string { return e.Field + ": " + e.Message }
 
 // Validate checks c, returning a *ConfigError naming the bad field.
@@ -167,9 +168,9 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&c.Sync, "sync", c.Sync, "")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "")
 	if err := fs.Parse(args); err != nil {
-		return configUsageError{err}
+		return &usageError{err.Error(), serveUsage}
 	} else if fs.NArg() > 0 {
-		return configUsageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+		return &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0)), serveUsage}
 	}
 	return c.Validate()
 }
@@ -383,12 +384,6 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	}))
 }
 
-// configUsageError marks a command-line mistake (exit code 2).
-type configUsageError struct{ err error }
-
-func (e configUsageError) Error() string { return e.err.Error() }
-func (e configUsageError) Unwrap() error { return e.err }
-
 // serveUsage is the help of custos serve.
 const serveUsage = `Usage: custos serve [flags]
 
@@ -416,11 +411,14 @@ Example:
 // runServe runs the server until ctx is done.
 func (c *CLI) runServe(ctx context.Context, args []string) error {
 	if isHelp(args) {
-		fmt.Fprint(c.Stdout, serveUsage)
-		return nil
+		return &helpRequest{serveUsage}
 	}
 	m := NewMain(c.Stdout, c.Stderr)
 	if err := m.ParseFlags(args, c.Getenv); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			return &usageError{err.Error(), serveUsage}
+		}
 		return err
 	}
 	if err := m.Run(ctx); err != nil {
