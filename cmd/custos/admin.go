@@ -143,7 +143,7 @@ func (c *CLI) recordKeeper(dataDir, to string) error {
 		fmt.Fprintln(c.Stdout, "start the server with --keeper set to the new keeper URL (or CUSTOS_KEEPER_FILE); it is not stored because it holds the key")
 		return nil
 	}
-	if err := writeSecretFile(filepath.Join(dataDir, keeperFile), []byte(to+"\n")); err != nil {
+	if err := writeFileAtomic(dataDir, filepath.Join(dataDir, keeperFile), []byte(to+"\n")); err != nil {
 		return fmt.Errorf("record keeper url: %w", err)
 	}
 	fmt.Fprintf(c.Stdout, "recorded in %s: `custos serve` now uses it; keep the old key file until you have a backup taken after this rotation\n", filepath.Join(dataDir, keeperFile))

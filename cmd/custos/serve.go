@@ -235,7 +235,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if created {
 		path := filepath.Join(c.DataDir, ownerKeyFile)
-		if err := writeSecretFile(path, []byte(tok+"\n")); err != nil {
+		if err := writeFileAtomic(c.DataDir, path, []byte(tok+"\n")); err != nil {
 			return fmt.Errorf("write owner key: %w", err)
 		}
 		abs, _ := filepath.Abs(path)
@@ -334,31 +334,6 @@ func lockDataDir(dir string, exclusive bool) (*os.File, error) {
 		return nil, fmt.Errorf("data dir %s is locked by an offline admin command (custos admin …); wait for it to finish", dir)
 	}
 	return f, nil
-}
-
-// writeSecretFile writes b to path with mode 0600, atomically.
-func writeSecretFile(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if err := tmp.Chmod(0o600); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if _, err := tmp.Write(b); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		_ = tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // newLogger returns a slog JSON logger whose string values are scrubbed of
