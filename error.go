@@ -17,6 +17,7 @@ const (
 	ETOOLARGE      = "too_large"      // a body or value over its limit
 	EDEVICEPENDING = "device_pending" // the device waits for an admin's approval
 	EPOLICY        = "policy_denied"  // a policy on the secret's tags denied access
+	ERATELIMITED   = "rate_limited"   // too many requests; retry after the time the answer names
 	EUNAVAILABLE   = "unavailable"    // a dependency (e.g. the audit log) failed; nothing was delivered
 	EINTERNAL      = "internal"       // anything else; details are logged, never sent
 )

@@ -2,6 +2,7 @@ package custos
 
 import (
 	"context"
+	"time"
 )
 
 // MetaStore keeps small named values, such as the KEK canary.
@@ -33,6 +34,28 @@ type Store interface {
 	// versions, whichever process makes it. Services compare it to keep
 	// in-memory caches of those exact; audit appends do not advance it.
 	CacheEpoch(ctx context.Context) (int64, error)
+	// Ping checks that the store can serve reads and writes (for /readyz).
+	Ping(ctx context.Context) error
+	// Close releases the store.
+	Close() error
+}
+
+// MigrationState is one schema migration and whether it has been applied.
+type MigrationState struct {
+	Version   int        `json:"version"`
+	Name      string     `json:"name"`
+	AppliedAt *time.Time `json:"applied_at,omitempty"` // nil: pending
+}
+
+// HotStore keeps hot, ephemeral state that replicas must agree on (rate
+// limit counters; later dashboard sessions): in memory for one server, in
+// Redis for many. Losing it loses nothing durable.
+type HotStore interface {
+	// Hit adds one to counter key in the current fixed window of length
+	// window (windows are aligned to the first hit) and returns the count
+	// after the increment and the time until the window ends. The increment
+	// and the expiry are one atomic step, so replicas count together.
+	Hit(ctx context.Context, key string, window time.Duration) (count int64, reset time.Duration, err error)
 	// Close releases the store.
 	Close() error
 }
