@@ -55,7 +55,11 @@ type HotStore interface {
 	// window (windows are aligned to the first hit) and returns the count
 	// after the increment and the time until the window ends. The increment
 	// and the expiry are one atomic step, so replicas count together.
+	// Returns EINVALID for an empty key or a window under a millisecond.
 	Hit(ctx context.Context, key string, window time.Duration) (count int64, reset time.Duration, err error)
+	// Peek returns counter key's count and the time until its window ends
+	// without counting (0, 0 when no window is open).
+	Peek(ctx context.Context, key string) (count int64, reset time.Duration, err error)
 	// Close releases the store.
 	Close() error
 }

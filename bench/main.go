@@ -23,6 +23,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -33,6 +34,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/custos-dev/custos"
 	custoshttp "github.com/custos-dev/custos/http"
@@ -51,6 +54,7 @@ type options struct {
 	clients  int
 	runN     int
 	out      string
+	database string
 }
 
 func run() error {
@@ -60,6 +64,7 @@ func run() error {
 	flag.IntVar(&o.clients, "clients", 32, "concurrent clients")
 	flag.IntVar(&o.runN, "runs", 30, "`custos run -- true` repetitions")
 	flag.StringVar(&o.out, "out", "", "also write the table (markdown) to this file")
+	flag.StringVar(&o.database, "database", "", "also measure on PostgreSQL: an admin postgres:// URL (the bench creates and drops its own databases)")
 	flag.Parse()
 
 	tmp, err := os.MkdirTemp("", "custos-bench-")
@@ -113,9 +118,20 @@ func run() error {
 		}
 	}
 
+	if o.database != "" {
+		for _, n := range []int{1, 3} {
+			fmt.Fprintf(os.Stderr, "phase: PostgreSQL, %d replica(s)\n", n)
+			r, err := measurePostgres(bin, tmp, o, n)
+			if err != nil {
+				return err
+			}
+			rows = append(rows, r...)
+		}
+	}
+
 	var b strings.Builder
-	fmt.Fprintf(&b, "Measured %s on %s/%s, %d CPUs, %s; command: `go run ./bench -duration %s -seq %d -clients %d -runs %d`\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), o.duration, o.seqN, o.clients, o.runN)
+	fmt.Fprintf(&b, "Measured %s on %s/%s, %d CPUs, %s; command: `go run ./bench -duration %s -seq %d -clients %d -runs %d%s`\n\n",
+		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), o.duration, o.seqN, o.clients, o.runN, map[bool]string{true: " -database postgres://…", false: ""}[o.database != ""])
 	fmt.Fprintln(&b, "| phase | requests | errors | reads/s | p50 | p99 | reads/s vs floor |")
 	fmt.Fprintln(&b, "|---|---:|---:|---:|---:|---:|---:|")
 	for i, r := range rows {
@@ -140,10 +156,11 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/float
 
 // server is a running `custos serve` process.
 type server struct {
-	cmd  *exec.Cmd
-	url  string
-	data string
-	sync string
+	cmd   *exec.Cmd
+	url   string
+	data  string
+	sync  string
+	extra []string
 }
 
 func freePort() (string, error) {
@@ -155,17 +172,21 @@ func freePort() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func startServer(bin, data, sync string) (*server, error) {
+// benchLimits keeps the rate limiter on the path but never refusing.
+var benchLimits = []string{"--rate-key", "1000000000/1m", "--rate-ip", "1000000000/1m"}
+
+func startServer(bin, data, sync string, extra ...string) (*server, error) {
 	addr, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "serve", "--addr", addr, "--data", data, "--sync", sync, "--log-level", "error") // #nosec G204 -- our own binary
+	args := append([]string{"serve", "--addr", addr, "--data", data, "--sync", sync, "--log-level", "error"}, benchLimits...)
+	cmd := exec.Command(bin, append(args, extra...)...) // #nosec G204 -- our own binary
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	s := &server{cmd: cmd, url: "http://" + addr, data: data, sync: sync}
+	s := &server{cmd: cmd, url: "http://" + addr, data: data, sync: sync, extra: extra}
 	for i := 0; i < 200; i++ {
 		resp, err := http.Get(s.url + "/readyz")
 		if err == nil {
@@ -186,6 +207,8 @@ func (s *server) kill() { _ = s.cmd.Process.Kill(); _ = s.cmd.Wait() }
 // fixture is a secret and an approved member device.
 type fixture struct {
 	srv         *server
+	urls        []string // replicas to spread reads over (default: srv)
+	next        atomic.Uint64
 	ownerToken  string
 	memberToken string
 	body        []byte
@@ -193,7 +216,11 @@ type fixture struct {
 
 func (f *fixture) readRequest() func() (*http.Request, error) {
 	return func() (*http.Request, error) {
-		req, err := http.NewRequest(http.MethodPost, f.srv.url+"/v1/secrets/access", bytes.NewReader(f.body))
+		u := f.srv.url
+		if len(f.urls) > 0 {
+			u = f.urls[f.next.Add(1)%uint64(len(f.urls))]
+		}
+		req, err := http.NewRequest(http.MethodPost, u+"/v1/secrets/access", bytes.NewReader(f.body))
 		if err != nil {
 			return nil, err
 		}
@@ -422,7 +449,7 @@ func checkDurability(bin string, srv *server, fx *fixture, rows []row) (string, 
 	wg.Wait()
 	_ = srv.cmd.Wait()
 
-	srv2, err := startServer(bin, srv.data, srv.sync)
+	srv2, err := startServer(bin, srv.data, srv.sync, srv.extra...)
 	if err != nil {
 		return "", err
 	}
@@ -463,4 +490,81 @@ func countReveals(c *custoshttp.Client) (int64, error) {
 		}
 		after = evs[len(evs)-1].Seq
 	}
+}
+
+// measurePostgres starts n replicas on a fresh PostgreSQL database (one
+// shared data dir for the KEK) and measures the floor and the value read,
+// with reads spread round-robin over the replicas.
+func measurePostgres(bin, tmp string, o options, n int) ([]row, error) {
+	ctx := context.Background()
+	db, drop, err := freshDatabase(ctx, o.database)
+	if err != nil {
+		return nil, err
+	}
+	defer drop()
+	data := filepath.Join(tmp, fmt.Sprintf("data-pg-%d", n))
+	var srvs []*server
+	defer func() {
+		for _, s := range srvs {
+			s.stop()
+		}
+	}()
+	for i := 0; i < n; i++ {
+		s, err := startServer(bin, data, "normal", "--database", db)
+		if err != nil {
+			return nil, err
+		}
+		srvs = append(srvs, s)
+	}
+	fx, err := setup(srvs[0])
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range srvs {
+		fx.urls = append(fx.urls, s.url)
+	}
+	var next atomic.Uint64
+	floor := func() (*http.Request, error) {
+		return http.NewRequest(http.MethodGet, srvs[next.Add(1)%uint64(len(srvs))].url+"/healthz", nil)
+	}
+	label := fmt.Sprintf("PostgreSQL, %d replica(s)", n)
+	return []row{
+		measureSeq(label+", floor GET /healthz, 1 client", floor, o.seqN),
+		measureSeq(label+", value read, 1 client", fx.readRequest(), o.seqN),
+		measureConc(label+fmt.Sprintf(", floor GET /healthz, %d clients", o.clients), floor, o.clients, o.duration),
+		measureConc(label+fmt.Sprintf(", value read, %d clients", o.clients), fx.readRequest(), o.clients, o.duration),
+	}, nil
+}
+
+// freshDatabase creates an empty database on the server of admin and
+// returns its URL and a function that drops it.
+func freshDatabase(ctx context.Context, admin string) (string, func(), error) {
+	conn, err := pgx.Connect(ctx, admin)
+	if err != nil {
+		return "", nil, fmt.Errorf("connect %s: %w", redact(admin), err)
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("custos_bench_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		return "", nil, err
+	}
+	u, err := url.Parse(admin)
+	if err != nil {
+		return "", nil, err
+	}
+	u.Path = "/" + name
+	return u.String(), func() {
+		if c, err := pgx.Connect(context.Background(), admin); err == nil {
+			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			_ = c.Close(context.Background())
+		}
+	}, nil
+}
+
+func redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(URL)"
+	}
+	return p.Redacted()
 }

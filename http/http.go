@@ -53,6 +53,7 @@ var codes = map[string]int{
 	custos.ECONFLICT:      http.StatusConflict,
 	custos.EEXPIRED:       http.StatusGone,
 	custos.ETOOLARGE:      http.StatusRequestEntityTooLarge,
+	custos.ERATELIMITED:   http.StatusTooManyRequests,
 	custos.EINTERNAL:      http.StatusInternalServerError,
 	custos.EUNAVAILABLE:   http.StatusServiceUnavailable,
 }

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/ratelimit"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -37,6 +38,7 @@ type Config struct {
 	Logger   *slog.Logger                    // nil means slog.Default()
 	Ready    func(ctx context.Context) error // for /readyz; nil means always ready
 	Version  string                          // reported by /v1/whoami and custos_build_info
+	Limiter  *ratelimit.Limiter              // rate limits on /v1 (docs/API.md); nil means none
 }
 
 // Server timeouts and limits.
@@ -102,22 +104,25 @@ type handler struct {
 	logger  *slog.Logger
 	ready   func(ctx context.Context) error
 	version string
+	limiter *ratelimit.Limiter
 	mux     *http.ServeMux
 
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	rateLimited *prometheus.CounterVec
 }
 
 // NewHandler returns the whole API with all middleware applied: request
 // logging and metrics, security headers, panic recovery, JSON 404 and 405,
-// and bearer authentication on /v1. Each handler has its own metrics
-// registry, served at /metrics.
+// and on /v1 the rate limits and bearer authentication. Each handler has its
+// own metrics registry, served at /metrics.
 func NewHandler(cfg Config) http.Handler {
 	h := &handler{
 		svc:     cfg.Services,
 		logger:  cfg.Logger,
 		ready:   cfg.Ready,
 		version: cfg.Version,
+		limiter: cfg.Limiter,
 		mux:     http.NewServeMux(),
 	}
 	if h.logger == nil {
@@ -134,13 +139,17 @@ func NewHandler(cfg Config) http.Handler {
 		Help:    "HTTP request latency by route pattern.",
 		Buckets: prometheus.DefBuckets,
 	}, []string{"route"})
+	h.rateLimited = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "custos_http_rate_limited_total",
+		Help: "Requests refused with 429 by the limit that refused them: ip, auth_failures or key.",
+	}, []string{"limit"})
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "custos_build_info",
 		Help:        "Always 1; the version label names the running build.",
 		ConstLabels: prometheus.Labels{"version": cfg.Version},
 	})
 	build.Set(1)
-	reg.MustRegister(h.requests, h.duration, build,
+	reg.MustRegister(h.requests, h.duration, h.rateLimited, build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -178,14 +187,25 @@ func (h *handler) handle(pattern string, fn handlerFunc) {
 }
 
 // handleV1 registers a route that needs a bearer token and service name
-// (present tells whether it is configured).
+// (present tells whether it is configured). In order: the per-IP rate limit,
+// the block on IPs with too many failed authentications, authentication,
+// the per-key rate limit.
 func (h *handler) handleV1(pattern string, present bool, name string, fn handlerFunc) {
 	h.handle(pattern, func(w http.ResponseWriter, r *http.Request) error {
+		if err := h.limitIP(w, r); err != nil {
+			return err
+		}
 		if h.svc.Keys == nil || !present {
 			return custos.Errorf(custos.EUNAVAILABLE, "the %s service is not configured on this server", name)
 		}
+		if err := h.limitAuthFailures(w, r); err != nil {
+			return err
+		}
 		authed, err := h.authenticate(r)
 		if err != nil {
+			return err
+		}
+		if err := h.limitKey(w, authed); err != nil {
 			return err
 		}
 		return fn(w, authed)
@@ -414,8 +434,12 @@ func (h *handler) authenticate(r *http.Request) (*http.Request, error) {
 	return r.WithContext(custos.NewContextWithCaller(r.Context(), caller)), nil
 }
 
-// authFailed logs a rejected credential with its reason, never the token.
+// authFailed logs a rejected credential with its reason, never the token,
+// and counts it against the client IP's limit of failed authentications.
 func (h *handler) authFailed(r *http.Request, reason string) {
+	if h.limiter != nil {
+		h.limiter.AuthFailed(r.Context(), clientIP(r))
+	}
 	h.logger.Warn("authentication failed",
 		slog.String("method", r.Method),
 		slog.String("route", routeOf(r)),

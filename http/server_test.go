@@ -42,6 +42,7 @@ func TestErrorCodes(t *testing.T) {
 		{custos.ECONFLICT, 409},
 		{custos.EEXPIRED, 410},
 		{custos.ETOOLARGE, 413},
+		{custos.ERATELIMITED, 429},
 		{custos.EINTERNAL, 500},
 		{custos.EUNAVAILABLE, 503},
 	} {
@@ -119,7 +120,7 @@ func TestErrorCodes(t *testing.T) {
 		for status, want := range map[int]string{
 			400: custos.EINVALID, 401: custos.EUNAUTHORIZED, 403: custos.EFORBIDDEN, 404: custos.ENOTFOUND,
 			405: custos.EINVALID, 409: custos.ECONFLICT, 410: custos.EEXPIRED, 413: custos.ETOOLARGE,
-			415: custos.EINVALID, 500: custos.EINTERNAL, 502: custos.EINTERNAL, 503: custos.EUNAVAILABLE, 418: custos.EINTERNAL,
+			415: custos.EINVALID, 429: custos.ERATELIMITED, 500: custos.EINTERNAL, 502: custos.EINTERNAL, 503: custos.EUNAVAILABLE, 418: custos.EINTERNAL,
 		} {
 			if got := custoshttp.FromErrorStatusCode(status); got != want {
 				t.Errorf("FromErrorStatusCode(%d)=%q, want %q", status, got, want)

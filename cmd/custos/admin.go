@@ -8,27 +8,34 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/envelope"
-	"github.com/custos-dev/custos/store/sqlite"
 )
 
 const adminUsage = `Usage: custos admin COMMAND [flags]
 
-Offline administration of a data dir. Stop the server first: these commands
-take the data dir's lock.
+Administration of a data dir or database. rotate-kek is offline: stop every
+server first (it takes the data dir's lock, and with --database every replica
+must be stopped, since another host's server cannot be seen from here).
 
 Commands:
   rotate-kek --to KEEPER_URL   re-wrap every data key (DEK) with a new KEK;
                                the ciphertext of the values is not touched
+  migrate [--status]           apply pending schema migrations (servers also do
+                               this at start, under a lock); --status only shows
+                               where the database stands. Safe while servers run.
 
 Flags:
   --data DIR       data dir (CUSTOS_DATA; default ./custos-data)
   --keeper URL     the current keeper (CUSTOS_KEEPER; default as for serve)
   --to URL         the new keeper; file://PATH is created (0600) if missing
+  --database URL   postgres://… (CUSTOS_DATABASE_URL); default SQLite in DATA
 
 Example:
   custos admin rotate-kek --to file://custos-data/kek-2026.key
+  custos admin migrate --status --database postgres://custos:…@db:5432/custos
 `
 
 // runAdmin runs the offline admin commands.
@@ -44,6 +51,11 @@ func (c *CLI) runAdmin(ctx context.Context, args []string) error {
 			return &helpRequest{adminUsage}
 		}
 		return c.rotateKEK(ctx, args[1:])
+	case "migrate":
+		if isHelp(args[1:]) {
+			return &helpRequest{adminUsage}
+		}
+		return c.migrate(ctx, args[1:])
 	default:
 		return &usageError{fmt.Sprintf("unknown admin command %q", clip(args[0], 40)), adminUsage}
 	}
@@ -58,12 +70,16 @@ func (c *CLI) rotateKEK(ctx context.Context, args []string) error {
 	if cfg.Keeper, err = envOr(c.Getenv, "CUSTOS_KEEPER", ""); err != nil {
 		return err
 	}
+	if cfg.Database, err = envOr(c.Getenv, "CUSTOS_DATABASE_URL", ""); err != nil {
+		return err
+	}
 	var to string
 	fs := flag.NewFlagSet("custos admin rotate-kek", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "")
 	fs.StringVar(&cfg.Keeper, "keeper", cfg.Keeper, "")
 	fs.StringVar(&to, "to", "", "")
+	fs.StringVar(&cfg.Database, "database", cfg.Database, "")
 	if err := fs.Parse(args); err != nil {
 		return &usageError{err.Error(), adminUsage}
 	} else if fs.NArg() > 0 {
@@ -71,7 +87,7 @@ func (c *CLI) rotateKEK(ctx context.Context, args []string) error {
 	} else if to == "" {
 		return &usageError{"--to KEEPER_URL is required", adminUsage}
 	}
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, dbFile)); err != nil {
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, dbFile)); err != nil && cfg.Database == "" {
 		return fmt.Errorf("no custos database in %s: %w", cfg.DataDir, err)
 	}
 	lock, err := lockDataDir(cfg.DataDir, true)
@@ -95,7 +111,7 @@ func (c *CLI) rotateKEK(ctx context.Context, args []string) error {
 	}
 	defer dst.Close()
 
-	store, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, dbFile), sqlite.Options{})
+	store, err := cfg.openStore(ctx, false)
 	if err != nil {
 		return err
 	}
@@ -147,5 +163,81 @@ func (c *CLI) recordKeeper(dataDir, to string) error {
 		return fmt.Errorf("record keeper url: %w", err)
 	}
 	fmt.Fprintf(c.Stdout, "recorded in %s: `custos serve` now uses it; keep the old key file until you have a backup taken after this rotation\n", filepath.Join(dataDir, keeperFile))
+	return nil
+}
+
+// migrator is a store that reports its schema migrations.
+type migrator interface {
+	Migrations(ctx context.Context) ([]custos.MigrationState, error)
+}
+
+// migrate applies pending migrations, or with --status only lists them.
+func (c *CLI) migrate(ctx context.Context, args []string) error {
+	cfg := DefaultConfig()
+	var err error
+	if cfg.DataDir, err = envOr(c.Getenv, "CUSTOS_DATA", cfg.DataDir); err != nil {
+		return err
+	}
+	if cfg.Database, err = envOr(c.Getenv, "CUSTOS_DATABASE_URL", ""); err != nil {
+		return err
+	}
+	var status, asJSON bool
+	fs := flag.NewFlagSet("custos admin migrate", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "")
+	fs.StringVar(&cfg.Database, "database", cfg.Database, "")
+	fs.BoolVar(&status, "status", false, "")
+	fs.BoolVar(&asJSON, "json", false, "")
+	if err := fs.Parse(args); err != nil {
+		return &usageError{err.Error(), adminUsage}
+	} else if fs.NArg() > 0 {
+		return &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0)), adminUsage}
+	}
+	if cfg.Database == "" {
+		if _, err := os.Stat(filepath.Join(cfg.DataDir, dbFile)); err != nil && status {
+			return fmt.Errorf("no custos database in %s: %w", cfg.DataDir, err)
+		}
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return err
+		}
+	}
+	st, err := cfg.openStore(ctx, status)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	m, ok := st.(migrator)
+	if !ok {
+		return fmt.Errorf("this store cannot report migrations")
+	}
+	ms, err := m.Migrations(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeJSONList(c.Stdout, ms)
+	}
+	pending := 0
+	t := newTable(c.Stdout, "VERSION", "NAME", "APPLIED")
+	for _, s := range ms {
+		applied := "pending"
+		if s.AppliedAt != nil {
+			applied = s.AppliedAt.UTC().Format(time.RFC3339)
+		} else {
+			pending++
+		}
+		t.row(fmt.Sprint(s.Version), s.Name, applied)
+	}
+	if err := t.flush(); err != nil {
+		return err
+	}
+	switch {
+	case pending > 0:
+		fmt.Fprintf(c.Stdout, "%d migration(s) pending: run custos admin migrate (or start a server)\n", pending)
+	case status:
+		fmt.Fprintln(c.Stdout, "schema up to date")
+	default:
+		fmt.Fprintln(c.Stdout, "migrations applied; schema up to date")
+	}
 	return nil
 }

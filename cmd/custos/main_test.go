@@ -28,6 +28,10 @@ func TestMain(m *testing.M) {
 // testChild is the child process of the run tests.
 func testChild(mode string) int {
 	switch mode {
+	case "custos": // the test binary as the custos program (replica tests run it as servers)
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return NewCLI().Run(ctx, os.Args[1:])
 	case "env": // print the named variables
 		for _, k := range os.Args[1:] {
 			fmt.Printf("%s=%s\n", k, os.Getenv(k))

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	nethttp "net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -16,8 +17,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/envelope"
 	custoshttp "github.com/custos-dev/custos/http"
+	"github.com/custos-dev/custos/ratelimit"
+	"github.com/custos-dev/custos/store/memory"
+	"github.com/custos-dev/custos/store/postgres"
+	"github.com/custos-dev/custos/store/redis"
 	"github.com/custos-dev/custos/store/sqlite"
 	"github.com/custos-dev/custos/token"
 	"github.com/custos-dev/custos/vault"
@@ -45,11 +51,17 @@ type Config struct {
 	InsecureHTTP bool   // allow plain HTTP on a non-loopback address
 	Sync         string // SQLite synchronous: normal or full
 	LogLevel     string
+	Database     string // postgres://… for many replicas; "" means SQLite in the data dir
+	Redis        string // redis://… for shared hot state; "" means memory
+	RateKey      string // per API key limit, N/window or off
+	RateIP       string // per client IP limit
+	RateAuthFail string // authentication failures per client IP
 }
 
 // DefaultConfig returns the embedded default: loopback, ./custos-data.
 func DefaultConfig() Config {
-	return Config{Addr: "127.0.0.1:8080", DataDir: "custos-data", Sync: "normal", LogLevel: "info"}
+	return Config{Addr: "127.0.0.1:8080", DataDir: "custos-data", Sync: "normal", LogLevel: "info",
+		RateKey: "3000/1m", RateIP: "6000/1m", RateAuthFail: "20/10m"}
 }
 
 // ConfigError names the configuration field that is wrong.
@@ -80,12 +92,46 @@ func (c *Config) Validate() error {
 	default:
 		return &ConfigError{"--sync", "use normal (survives a crash of the process) or full (fsync on every commit; survives power loss)"}
 	}
+	if c.Database != "" && !strings.HasPrefix(c.Database, "postgres://") && !strings.HasPrefix(c.Database, "postgresql://") {
+		return &ConfigError{"--database", "use a postgres:// URL, or leave it empty for SQLite in the data dir"}
+	}
+	if c.Redis != "" && !strings.HasPrefix(c.Redis, "redis://") && !strings.HasPrefix(c.Redis, "rediss://") {
+		return &ConfigError{"--redis", "use a redis:// or rediss:// URL, or leave it empty for memory"}
+	}
+	if _, err := c.rateConfig(); err != nil {
+		return err
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
 		return &ConfigError{"--log-level", "use debug, info, warn or error"}
 	}
 	return nil
+}
+
+// rateConfig parses the rate limit settings.
+func (c *Config) rateConfig() (ratelimit.Config, error) {
+	var rc ratelimit.Config
+	for _, f := range []struct {
+		flag, val string
+		dst       *ratelimit.Limit
+	}{{"--rate-key", c.RateKey, &rc.PerKey}, {"--rate-ip", c.RateIP, &rc.PerIP}, {"--rate-auth-fail", c.RateAuthFail, &rc.AuthFailuresPerIP}} {
+		l, err := ratelimit.ParseLimit(f.val)
+		if err != nil {
+			return rc, &ConfigError{f.flag, custos.ErrorMessage(err)}
+		}
+		*f.dst = l
+	}
+	return rc, nil
+}
+
+// redactURL returns u without its password, for printing.
+func redactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return p.Redacted()
 }
 
 func isLoopback(host string) bool {
@@ -121,7 +167,8 @@ type Main struct {
 
 	Logger  *slog.Logger
 	Now     func() time.Time // nil means time.Now; tests move time
-	Store   *sqlite.Store
+	Store   custos.Store
+	Hot     custos.HotStore
 	Service *vault.Service
 
 	keeper   envelope.Keeper
@@ -148,6 +195,8 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	}{
 		{&c.Addr, "CUSTOS_ADDR"}, {&c.DataDir, "CUSTOS_DATA"}, {&c.Keeper, "CUSTOS_KEEPER"},
 		{&c.TLSCert, "CUSTOS_TLS_CERT"}, {&c.TLSKey, "CUSTOS_TLS_KEY"}, {&c.Sync, "CUSTOS_SYNC"}, {&c.LogLevel, "CUSTOS_LOG_LEVEL"},
+		{&c.Database, "CUSTOS_DATABASE_URL"}, {&c.Redis, "CUSTOS_REDIS_URL"},
+		{&c.RateKey, "CUSTOS_RATE_KEY"}, {&c.RateIP, "CUSTOS_RATE_IP"}, {&c.RateAuthFail, "CUSTOS_RATE_AUTH_FAIL"},
 	} {
 		if *e.dst, err = envOr(getenv, e.name, *e.dst); err != nil {
 			return err
@@ -167,12 +216,34 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.BoolVar(&c.InsecureHTTP, "insecure-http", c.InsecureHTTP, "")
 	fs.StringVar(&c.Sync, "sync", c.Sync, "")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "")
+	fs.StringVar(&c.Database, "database", c.Database, "")
+	fs.StringVar(&c.Redis, "redis", c.Redis, "")
+	fs.StringVar(&c.RateKey, "rate-key", c.RateKey, "")
+	fs.StringVar(&c.RateIP, "rate-ip", c.RateIP, "")
+	fs.StringVar(&c.RateAuthFail, "rate-auth-fail", c.RateAuthFail, "")
 	if err := fs.Parse(args); err != nil {
 		return &usageError{err.Error(), serveUsage}
 	} else if fs.NArg() > 0 {
 		return &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0)), serveUsage}
 	}
 	return c.Validate()
+}
+
+// openStore opens the configured database: PostgreSQL when --database is
+// given, else the SQLite file in the data dir. noMigrate opens it as it is.
+func (c *Config) openStore(ctx context.Context, noMigrate bool) (custos.Store, error) {
+	if c.Database != "" {
+		st, err := postgres.Open(ctx, c.Database, postgres.Options{NoMigrate: noMigrate})
+		if err != nil {
+			return nil, fmt.Errorf("open database %s: %w", redactURL(c.Database), err)
+		}
+		return st, nil
+	}
+	st, err := sqlite.Open(ctx, filepath.Join(c.DataDir, dbFile), sqlite.Options{Synchronous: strings.ToUpper(c.Sync), NoMigrate: noMigrate})
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	return st, nil
 }
 
 // keeperURL returns the keeper URL in force and whether it is the default
@@ -222,9 +293,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.keeper, err = envelope.OpenKeeper(ctx, kurl, envelope.OpenOptions{Create: isDefault}); err != nil {
 		return fmt.Errorf("open keeper %s: %w", envelope.Redact(kurl), err)
 	}
-	if m.Store, err = sqlite.Open(ctx, filepath.Join(c.DataDir, dbFile), sqlite.Options{Synchronous: strings.ToUpper(c.Sync)}); err != nil {
-		return fmt.Errorf("open database: %w", err)
+	if m.Store, err = c.openStore(ctx, false); err != nil {
+		return err
 	}
+	if c.Redis != "" {
+		if m.Hot, err = redis.Open(ctx, c.Redis); err != nil {
+			return fmt.Errorf("open redis %s: %w", redactURL(c.Redis), err)
+		}
+	} else {
+		m.Hot = memory.New()
+	}
+	rc, _ := c.rateConfig() // validated in ParseFlags
 	m.Service = vault.New(vault.Config{Store: m.Store, Keeper: m.keeper, Logger: m.Logger, Now: m.Now})
 	if err := m.Service.CheckKeeper(ctx); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
@@ -251,6 +330,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			Policies: m.Service, Sessions: m.Service, Audit: m.Service},
 		Logger:  m.Logger,
 		Ready:   m.Store.Ping,
+		Limiter: ratelimit.New(m.Hot, rc, m.Logger),
 		Version: Version,
 	})
 	m.server = srv
@@ -270,7 +350,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	abs, _ := filepath.Abs(c.DataDir)
 	fmt.Fprintf(m.Stdout, "custos %s listening on %s\n", Version, m.URL())
-	fmt.Fprintf(m.Stdout, "data dir: %s (SQLite, keeper %s)\n", abs, envelope.Redact(kurl))
+	db := "SQLite in the data dir"
+	if c.Database != "" {
+		db = "database " + redactURL(c.Database)
+	}
+	hot := "rate limits in memory"
+	if c.Redis != "" {
+		hot = "rate limits in redis " + redactURL(c.Redis)
+	}
+	fmt.Fprintf(m.Stdout, "data dir: %s (%s, keeper %s, %s)\n", abs, db, envelope.Redact(kurl), hot)
 	return nil
 }
 
@@ -303,6 +391,10 @@ func (m *Main) Close() error {
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
 		m.Store = nil
+	}
+	if m.Hot != nil {
+		errs = append(errs, m.Hot.Close())
+		m.Hot = nil
 	}
 	if m.keeper != nil {
 		errs = append(errs, m.keeper.Close())
@@ -377,10 +469,21 @@ Flags (environment variable in brackets; secrets also take NAME_FILE):
   --sync normal|full   SQLite durability: normal survives a process crash,
                        full fsyncs every commit (CUSTOS_SYNC; default normal)
   --log-level LEVEL    debug, info, warn or error (CUSTOS_LOG_LEVEL)
+  --database URL       postgres://… shared by any number of replicas
+                       (CUSTOS_DATABASE_URL, CUSTOS_DATABASE_URL_FILE; default SQLite in DATA)
+  --redis URL          redis://… for rate limits shared by replicas
+                       (CUSTOS_REDIS_URL, CUSTOS_REDIS_URL_FILE; default memory)
+  --rate-key N/WINDOW  requests per API key (CUSTOS_RATE_KEY; default 3000/1m; off)
+  --rate-ip N/WINDOW   requests per client IP (CUSTOS_RATE_IP; default 6000/1m; off)
+  --rate-auth-fail N/WINDOW
+                       failed authentications per client IP before 429
+                       (CUSTOS_RATE_AUTH_FAIL; default 20/10m)
 
 Example:
   custos serve
   custos serve --addr 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
+  custos serve --database postgres://custos:…@db:5432/custos --redis redis://cache:6379/0 \
+               --keeper file:///etc/custos/kek.key --addr 0.0.0.0:8443 --tls-cert c.pem --tls-key k.pem
 `
 
 // runServe runs the server until ctx is done.

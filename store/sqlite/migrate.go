@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/custos-dev/custos"
 )
 
 //go:embed migrations/*.sql
@@ -106,4 +108,71 @@ func migrate(ctx context.Context, conn *sql.Conn) (err error) {
 		return fmt.Errorf("sqlite: migrate: commit: %w", err)
 	}
 	return nil
+}
+
+// Migrations returns every embedded migration in version order, each with
+// the time it was applied or nil if it is pending, followed by any version
+// the database records that this binary does not know (with an empty Name).
+func (s *Store) Migrations(ctx context.Context) ([]custos.MigrationState, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+	applied := make(map[int]time.Time)
+	var n int
+	if err := s.rdb.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&n); err != nil {
+		return nil, fmt.Errorf("sqlite: read migrations: %w", err)
+	}
+	if n > 0 {
+		rows, err := s.rdb.QueryContext(ctx, `SELECT version, applied_at FROM schema_migrations ORDER BY version`)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: read migrations: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var v int
+			var at int64
+			if err := rows.Scan(&v, &at); err != nil {
+				return nil, fmt.Errorf("sqlite: read migrations: %w", err)
+			}
+			applied[v] = fromMicros(at)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("sqlite: read migrations: %w", err)
+		}
+	}
+	return migrationStates(ms, applied), nil
+}
+
+// migrationStates pairs the embedded migrations with the applied versions.
+func migrationStates(ms []migration, applied map[int]time.Time) []custos.MigrationState {
+	out := make([]custos.MigrationState, 0, len(ms))
+	known := make(map[int]bool, len(ms))
+	for _, m := range ms {
+		known[m.version] = true
+		st := custos.MigrationState{Version: m.version, Name: m.title()}
+		if at, ok := applied[m.version]; ok {
+			st.AppliedAt = &at
+		}
+		out = append(out, st)
+	}
+	var unknown []int
+	for v := range applied {
+		if !known[v] {
+			unknown = append(unknown, v)
+		}
+	}
+	sort.Ints(unknown)
+	for _, v := range unknown {
+		at := applied[v]
+		out = append(out, custos.MigrationState{Version: v, AppliedAt: &at})
+	}
+	return out
+}
+
+// title returns the migration's name without its version and extension:
+// "init" for 0001_init.sql.
+func (m migration) title() string {
+	_, rest, _ := strings.Cut(m.name, "_")
+	return strings.TrimSuffix(rest, ".sql")
 }

@@ -57,6 +57,10 @@ type Options struct {
 	// Readers is the size of the read-only connection pool (0 means
 	// DefaultReaders, or the number of CPUs if that is larger).
 	Readers int
+
+	// NoMigrate opens the database as it is, without applying pending
+	// migrations (for `custos admin migrate --status`).
+	NoMigrate bool
 }
 
 // Store implements custos.Store on one SQLite file. Open it with Open; it is
@@ -109,7 +113,8 @@ type headUndo struct {
 }
 
 // Open opens (creating it 0600 if needed) the database at path, whose parent
-// directory must exist, and brings its schema up to date.
+// directory must exist, and brings its schema up to date unless
+// opts.NoMigrate is set.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	syncMode := strings.ToUpper(opts.Synchronous)
 	switch syncMode {
@@ -162,10 +167,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		_ = s.wdb.Close()
 		return nil, fmt.Errorf("sqlite: open writer: %w", err)
 	}
-	if err := migrate(ctx, s.conn); err != nil {
-		_ = s.conn.Close()
-		_ = s.wdb.Close()
-		return nil, err
+	if !opts.NoMigrate {
+		if err := migrate(ctx, s.conn); err != nil {
+			_ = s.conn.Close()
+			_ = s.wdb.Close()
+			return nil, err
+		}
 	}
 
 	s.rdb, err = sql.Open("sqlite", base+"&_query_only=1")

@@ -1,0 +1,181 @@
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/custos-dev/custos"
+	"github.com/jackc/pgx/v5"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// migration is one embedded schema change, named NNNN_description.sql.
+type migration struct {
+	version int
+	name    string // file name
+	sql     string
+}
+
+// title returns the migration's name without version and extension: "init"
+// for 0001_init.sql.
+func (m migration) title() string {
+	_, rest, _ := strings.Cut(m.name, "_")
+	return strings.TrimSuffix(rest, ".sql")
+}
+
+// migrations returns the embedded migrations in version order.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFS, "migrations/*.sql")
+	if err != nil {
+		return nil, fmt.Errorf("list migrations: %w", err)
+	}
+	var out []migration
+	seen := make(map[int]string)
+	for _, name := range names {
+		base := strings.TrimPrefix(name, "migrations/")
+		prefix, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(prefix)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %s: name must start with a positive version number and _", base)
+		}
+		if other, dup := seen[v]; dup {
+			return nil, fmt.Errorf("migrations %s and %s share version %d", other, base, v)
+		}
+		seen[v] = base
+		b, err := migrationFS.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("read migration %s: %w", base, err)
+		}
+		out = append(out, migration{version: v, name: base, sql: string(b)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
+	return out, nil
+}
+
+// SchemaVersion returns the highest embedded migration version: the schema
+// version a database has after Open.
+func SchemaVersion() int {
+	ms, err := migrations()
+	if err != nil || len(ms) == 0 {
+		return 0
+	}
+	return ms[len(ms)-1].version
+}
+
+// errNewerSchema is wrapped by the error Open returns for a database whose
+// schema is newer than this binary's.
+var errNewerSchema = errors.New("the database schema is newer than this binary's; upgrade custos")
+
+// migrate applies every embedded migration the database lacks, in order, in
+// one transaction that holds a transaction-scoped advisory lock, so that
+// replicas starting together wait for each other and apply each migration
+// once. It refuses a database whose schema is newer than this binary knows.
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrations()
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	return s.tx(ctx, "migrate", func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrateLockKey); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+			version    INTEGER PRIMARY KEY,
+			name       TEXT NOT NULL,
+			applied_at BIGINT NOT NULL
+		)`); err != nil {
+			return err
+		}
+		var current int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+			return err
+		}
+		if n := len(ms); n > 0 && current > ms[n-1].version {
+			return fmt.Errorf("%w (database version %d, binary version %d)", errNewerSchema, current, ms[n-1].version)
+		}
+		for _, m := range ms {
+			if m.version <= current {
+				continue
+			}
+			if _, err := tx.Exec(ctx, m.sql); err != nil {
+				return fmt.Errorf("migration %s: %w", m.name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
+				m.version, m.title(), time.Now().UnixMicro()); err != nil {
+				return fmt.Errorf("migration %s: record version: %w", m.name, err)
+			}
+		}
+		return nil
+	})
+}
+
+// Migrations returns every embedded migration in version order, each with
+// the time it was applied or nil if it is pending, followed by any version
+// the database records that this binary does not know (with the name the
+// database records). It works on a store opened with NoMigrate.
+func (s *Store) Migrations(ctx context.Context) ([]custos.MigrationState, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	type row struct {
+		name string
+		at   time.Time
+	}
+	applied := make(map[int]row)
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT to_regclass('schema_migrations') IS NOT NULL`).Scan(&exists); err != nil {
+		return nil, fail("read migrations", err)
+	}
+	if exists {
+		rows, err := s.pool.Query(ctx, `SELECT version, name, applied_at FROM schema_migrations ORDER BY version`)
+		if err != nil {
+			return nil, fail("read migrations", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var v int
+			var r row
+			var at int64
+			if err := rows.Scan(&v, &r.name, &at); err != nil {
+				return nil, fail("read migrations", err)
+			}
+			r.at = fromMicros(at)
+			applied[v] = r
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fail("read migrations", err)
+		}
+	}
+	out := make([]custos.MigrationState, 0, len(ms))
+	known := make(map[int]bool, len(ms))
+	for _, m := range ms {
+		known[m.version] = true
+		st := custos.MigrationState{Version: m.version, Name: m.title()}
+		if r, ok := applied[m.version]; ok {
+			st.AppliedAt = &r.at
+		}
+		out = append(out, st)
+	}
+	var unknown []int
+	for v := range applied {
+		if !known[v] {
+			unknown = append(unknown, v)
+		}
+	}
+	sort.Ints(unknown)
+	for _, v := range unknown {
+		r := applied[v]
+		out = append(out, custos.MigrationState{Version: v, Name: r.name, AppliedAt: &r.at})
+	}
+	return out, nil
+}
