@@ -11,6 +11,10 @@ type MetaStore interface {
 	GetMeta(ctx context.Context, key string) ([]byte, error)
 	// PutMeta sets key to value.
 	PutMeta(ctx context.Context, key string, value []byte) error
+	// CreateMeta sets key to value only if key is not set yet, atomically
+	// (so of two replicas writing the first KEK canary, one wins). Returns
+	// ECONFLICT if key exists.
+	CreateMeta(ctx context.Context, key string, value []byte) error
 }
 
 // Store is everything a storage backend provides. Every backend passes the

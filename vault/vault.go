@@ -66,12 +66,18 @@ const (
 func (s *Service) CheckKeeper(ctx context.Context) error {
 	blob, err := s.store.GetMeta(ctx, metaCanary)
 	if custos.ErrorCode(err) == custos.ENOTFOUND {
-		blob, err = envelope.NewCanary(ctx, s.keeper)
-		if err != nil {
+		// A fresh database: the first replica to write its canary decides
+		// the KEK; any other re-reads it and is checked against it.
+		if blob, err = envelope.NewCanary(ctx, s.keeper); err != nil {
 			return err
 		}
-		return s.store.PutMeta(ctx, metaCanary, blob)
-	} else if err != nil {
+		err = s.store.CreateMeta(ctx, metaCanary, blob)
+		if custos.ErrorCode(err) != custos.ECONFLICT {
+			return err
+		}
+		blob, err = s.store.GetMeta(ctx, metaCanary)
+	}
+	if err != nil {
 		return err
 	}
 	return envelope.CheckCanary(ctx, s.keeper, blob)

@@ -870,3 +870,36 @@ func TestCacheAcrossProcesses(t *testing.T) {
 		t.Fatalf("after a key revocation elsewhere: %v", err)
 	}
 }
+
+func TestCheckKeeperRace(t *testing.T) {
+	// Ensure two replicas with different KEKs starting together on an empty
+	// database cannot both start: exactly one canary is written and the
+	// other replica is refused.
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "custos.db")
+	var svcs []*vault.Service
+	for i := 0; i < 2; i++ {
+		st, err := sqlite.Open(ctx, path, sqlite.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		key := make([]byte, 32)
+		key[0] = byte(i + 1)
+		k, err := envelope.OpenKeeper(ctx, "base64key://"+base64.StdEncoding.EncodeToString(key), envelope.OpenOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		svcs = append(svcs, vault.New(vault.Config{Store: st, Keeper: k}))
+	}
+	errs := make([]error, 2)
+	var wg sync.WaitGroup
+	for i, s := range svcs {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs[i] = s.CheckKeeper(ctx) }()
+	}
+	wg.Wait()
+	if (errs[0] == nil) == (errs[1] == nil) {
+		t.Fatalf("errs=%v, want exactly one replica refused", errs)
+	}
+}

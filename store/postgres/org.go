@@ -80,6 +80,13 @@ func (s *Store) PutMeta(ctx context.Context, key string, value []byte) error {
 	return fail("put meta", err)
 }
 
+// CreateMeta sets key to value if key is not set yet. Returns ECONFLICT
+// if it is.
+func (s *Store) CreateMeta(ctx context.Context, key string, value []byte) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO meta (key, value) VALUES ($1, $2)`, key, blob(value))
+	return fail("create meta", conflictOr(err, "meta value %q exists already", key))
+}
+
 // CacheEpoch returns the counter that triggers advance on every change to
 // keys, devices, policies, secrets and secret versions.
 func (s *Store) CacheEpoch(ctx context.Context) (int64, error) {

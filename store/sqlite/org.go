@@ -79,6 +79,17 @@ func (s *Store) PutMeta(ctx context.Context, key string, value []byte) error {
 	})
 }
 
+// CreateMeta sets key to value if key is not set yet. Returns ECONFLICT
+// if it is.
+func (s *Store) CreateMeta(ctx context.Context, key string, value []byte) error {
+	return s.write(ctx, func(w *wtx) error {
+		if _, err := w.exec(`INSERT INTO meta (key, value) VALUES (?, ?)`, key, blob(value)); err != nil {
+			return conflictOr(err, "create meta", "meta value %q exists already", key)
+		}
+		return nil
+	})
+}
+
 // CacheEpoch returns the counter that triggers advance on every change to
 // keys, devices, policies, secrets and secret versions.
 func (s *Store) CacheEpoch(ctx context.Context) (int64, error) {

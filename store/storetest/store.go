@@ -100,6 +100,20 @@ func testMeta(t *testing.T, open func(t *testing.T) custos.Store) {
 		}
 	})
 
+	// Ensure CreateMeta sets a missing key once and refuses to overwrite it.
+	t.Run("CreateMeta", func(t *testing.T) {
+		s, ctx := open(t), context.Background()
+		if err := s.CreateMeta(ctx, "kek_canary", []byte("first")); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.CreateMeta(ctx, "kek_canary", []byte("second")); code(err) != custos.ECONFLICT {
+			t.Fatalf("second CreateMeta: %v, want conflict", err)
+		}
+		if got, err := s.GetMeta(ctx, "kek_canary"); err != nil || string(got) != "first" {
+			t.Fatalf("GetMeta=%q %v, want first", got, err)
+		}
+	})
+
 	// Ensure GetMeta reports a missing key.
 	t.Run("ErrNotFound", func(t *testing.T) {
 		_, err := open(t).GetMeta(context.Background(), "nope")
