@@ -20,28 +20,117 @@ func (s *Store) AppendAudit(ctx context.Context, evs []*custos.AuditEvent, msgs 
 	if len(evs) == 0 && len(msgs) == 0 {
 		return nil
 	}
-	return s.tx(ctx, "append audit", func(tx pgx.Tx) error {
-		if err := appendEvents(ctx, tx, evs...); err != nil {
-			return err
-		}
-		if len(msgs) == 0 {
-			return nil
-		}
-		b := &pgx.Batch{}
-		for _, m := range msgs {
-			if m.ID == "" {
-				m.ID = custos.NewID(custos.PrefixOutbox)
+	r := &appendReq{evs: evs, msgs: msgs, done: make(chan error, 1)}
+	select {
+	case s.appends <- r:
+	case <-ctx.Done():
+		return fail("append audit", ctx.Err())
+	case <-s.quit:
+		return errClosed
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done(): // the batch decides the outcome; the caller stops waiting
+		return fail("append audit", ctx.Err())
+	}
+}
+
+// appendBatch is the most AppendAudit calls one transaction carries.
+const appendBatch = 256
+
+// errClosed is returned by calls on a closed store.
+var errClosed = errors.New("postgres: store is closed")
+
+// appendReq is one AppendAudit call waiting for the appender.
+type appendReq struct {
+	evs  []*custos.AuditEvent
+	msgs []*custos.OutboxMessage
+	done chan error
+}
+
+// appender is this process's group commit for audit appends, the hot write
+// of every value read: it takes whatever calls are waiting (up to
+// appendBatch) and appends them all in one transaction — one lock of each
+// org's head row, one commit, one WAL flush — then answers each. Across
+// replicas the head row lock still serializes the batches of one org, so
+// the chain stays one.
+func (s *Store) appender() {
+	defer close(s.done)
+	for {
+		var first *appendReq
+		select {
+		case first = <-s.appends:
+		case <-s.quit:
+			for {
+				select {
+				case r := <-s.appends:
+					r.done <- errClosed
+				default:
+					return
+				}
 			}
-			b.Queue(`INSERT INTO outbox (id, org_id, url, payload, attempts, created_at, next_attempt_at,
-				delivered_at, failed_at, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-				m.ID, m.OrgID, m.URL, blob(m.Payload), m.Attempts, micros(m.CreatedAt), micros(m.NextAttemptAt),
-				nullMicros(m.DeliveredAt), nullMicros(m.FailedAt), m.LastError)
 		}
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return conflictOr(err, "an outbox message already exists")
+		batch := []*appendReq{first}
+	drain:
+		for len(batch) < appendBatch {
+			select {
+			case r := <-s.appends:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
 		}
+		s.commitAppends(batch)
+	}
+}
+
+// commitAppends appends batch in one transaction. If that fails and the
+// batch has several calls, each is tried alone, so one bad call fails only
+// itself.
+func (s *Store) commitAppends(batch []*appendReq) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := s.tx(ctx, "append audit", func(tx pgx.Tx) error { return appendReqs(ctx, tx, batch) })
+	if err == nil || len(batch) == 1 {
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+	for _, r := range batch {
+		r.done <- s.tx(ctx, "append audit", func(tx pgx.Tx) error { return appendReqs(ctx, tx, []*appendReq{r}) })
+	}
+}
+
+// appendReqs writes the events and outbox messages of reqs inside tx.
+func appendReqs(ctx context.Context, tx pgx.Tx, reqs []*appendReq) error {
+	var evs []*custos.AuditEvent
+	var msgs []*custos.OutboxMessage
+	for _, r := range reqs {
+		evs = append(evs, r.evs...)
+		msgs = append(msgs, r.msgs...)
+	}
+	if err := appendEvents(ctx, tx, evs...); err != nil {
+		return err
+	}
+	if len(msgs) == 0 {
 		return nil
-	})
+	}
+	b := &pgx.Batch{}
+	for _, m := range msgs {
+		if m.ID == "" {
+			m.ID = custos.NewID(custos.PrefixOutbox)
+		}
+		b.Queue(`INSERT INTO outbox (id, org_id, url, payload, attempts, created_at, next_attempt_at,
+			delivered_at, failed_at, last_error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			m.ID, m.OrgID, m.URL, blob(m.Payload), m.Attempts, micros(m.CreatedAt), micros(m.NextAttemptAt),
+			nullMicros(m.DeliveredAt), nullMicros(m.FailedAt), m.LastError)
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return conflictOr(err, "an outbox message already exists")
+	}
+	return nil
 }
 
 // head is the last event of an org's chain.

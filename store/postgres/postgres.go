@@ -62,6 +62,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -112,6 +113,11 @@ type Options struct {
 // number of processes, may share one database.
 type Store struct {
 	pool *pgxpool.Pool
+
+	appends   chan *appendReq // AppendAudit calls waiting for the appender
+	quit      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 // Open connects to the database at url (a postgres:// URL or key=value
@@ -136,7 +142,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fail("open pool", err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, appends: make(chan *appendReq, 2*appendBatch), quit: make(chan struct{}), done: make(chan struct{})}
 	if opts.NoMigrate {
 		err = s.ping(ctx, false)
 	} else {
@@ -146,12 +152,17 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	go s.appender()
 	return s, nil
 }
 
 // Close closes every connection of the pool. Calls after Close fail.
 func (s *Store) Close() error {
-	s.pool.Close()
+	s.closeOnce.Do(func() {
+		close(s.quit)
+		<-s.done
+		s.pool.Close()
+	})
 	return nil
 }
 
