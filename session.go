@@ -71,6 +71,9 @@ type SessionService interface {
 	WakeSession(ctx context.Context, in WakeInput) (*Session, error)
 	// SleepSession ends the calling device's sessions.
 	SleepSession(ctx context.Context) error
+	// CurrentSession returns the calling device's live session. Returns
+	// ENOTFOUND if it has none.
+	CurrentSession(ctx context.Context) (*Session, error)
 	// Confirm records a single-use acknowledgement valid ConfirmationTTL.
 	// Returns ENOTFOUND if the secret does not exist.
 	Confirm(ctx context.Context, in ConfirmInput) (*Confirmation, error)

@@ -312,17 +312,25 @@ func createKeyFile(path string, key *[dekSize]byte) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("envelope: create key file directory: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600) // #nosec G304 -- the path is operator configuration (data dir, key file)
+	// Write the key to a temporary file and publish it with link(2), which
+	// fails if path exists: another process never sees a half-written key,
+	// and of two processes creating it at once exactly one wins.
+	f, err := os.CreateTemp(dir, ".kek-*")
 	if err != nil {
 		return fmt.Errorf("envelope: create key file: %w", err)
 	}
+	tmp := f.Name()
+	defer func() { _ = os.Remove(tmp) }()
 	rand.Read(key[:])
 	enc := make([]byte, base64.StdEncoding.EncodedLen(dekSize)+1)
 	defer clear(enc)
 	base64.StdEncoding.Encode(enc, key[:])
 	enc[len(enc)-1] = '\n'
 
-	_, err = f.Write(enc)
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(enc)
+	}
 	if err == nil {
 		err = f.Sync()
 	}
@@ -330,9 +338,12 @@ func createKeyFile(path string, key *[dekSize]byte) error {
 		err = cerr
 	}
 	if err != nil {
-		_ = os.Remove(path)
 		clear(key[:])
 		return fmt.Errorf("envelope: write key file: %w", err)
+	}
+	if err := os.Link(tmp, path); err != nil {
+		clear(key[:])
+		return fmt.Errorf("envelope: create key file: %w", err)
 	}
 	// Make the new directory entry durable: losing the KEK loses every secret.
 	if d, err := os.Open(dir); err == nil { // #nosec G304 -- the path is operator configuration (data dir, key file)

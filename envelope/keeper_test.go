@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 
 	"gocloud.dev/secrets"
@@ -329,6 +330,39 @@ func TestRedact(t *testing.T) {
 	} {
 		if got := envelope.Redact(c.in); got != c.want {
 			t.Errorf("Redact(%q)=%q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+func TestOpenKeeper_FileRace(t *testing.T) {
+	// Ensure processes creating the same key file at once all end up with
+	// the one key that won, never a partly written file.
+	for round := 0; round < 20; round++ {
+		path := filepath.Join(t.TempDir(), "kek.key")
+		ids := make([]string, 8)
+		errs := make([]error, 8)
+		var wg sync.WaitGroup
+		for i := range ids {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				k, err := envelope.OpenKeeper(context.Background(), "file://"+path, envelope.OpenOptions{Create: true})
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				ids[i] = k.ID()
+				_ = k.Close()
+			}()
+		}
+		wg.Wait()
+		for i := range ids {
+			if errs[i] != nil {
+				t.Fatalf("round %d: %v", round, errs[i])
+			}
+			if ids[i] != ids[0] {
+				t.Fatalf("round %d: two different keys were used", round)
+			}
 		}
 	}
 }

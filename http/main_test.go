@@ -62,9 +62,10 @@ type Spy struct {
 	ListPoliciesFn func(ctx context.Context) ([]*custos.Policy, error)
 	RemovePolicyFn func(ctx context.Context, id string) error
 
-	WakeSessionFn  func(ctx context.Context, in custos.WakeInput) (*custos.Session, error)
-	SleepSessionFn func(ctx context.Context) error
-	ConfirmFn      func(ctx context.Context, in custos.ConfirmInput) (*custos.Confirmation, error)
+	WakeSessionFn    func(ctx context.Context, in custos.WakeInput) (*custos.Session, error)
+	SleepSessionFn   func(ctx context.Context) error
+	CurrentSessionFn func(ctx context.Context) (*custos.Session, error)
+	ConfirmFn        func(ctx context.Context, in custos.ConfirmInput) (*custos.Confirmation, error)
 
 	ListAuditFn   func(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error)
 	VerifyAuditFn func(ctx context.Context) (*custos.AuditVerification, error)
@@ -253,6 +254,14 @@ func (s *Spy) SleepSession(ctx context.Context) error {
 		return notSet("SleepSession")
 	}
 	return s.SleepSessionFn(ctx)
+}
+
+func (s *Spy) CurrentSession(ctx context.Context) (*custos.Session, error) {
+	s.record("CurrentSession")
+	if s.CurrentSessionFn == nil {
+		return nil, notSet("CurrentSession")
+	}
+	return s.CurrentSessionFn(ctx)
 }
 
 func (s *Spy) Confirm(ctx context.Context, in custos.ConfirmInput) (*custos.Confirmation, error) {

@@ -12,6 +12,7 @@ func (h *handler) registerSessionRoutes() {
 	ok := h.svc.Sessions != nil
 	h.handleV1("POST /v1/session/wake", ok, "sessions", h.handleWakeSession)
 	h.handleV1("POST /v1/session/sleep", ok, "sessions", h.handleSleepSession)
+	h.handleV1("GET /v1/session", ok, "sessions", h.handleCurrentSession)
 	h.handleV1("POST /v1/confirmations", ok, "sessions", h.handleConfirm)
 }
 
@@ -53,6 +54,19 @@ func (h *handler) handleSleepSession(w http.ResponseWriter, r *http.Request) err
 	return nil
 }
 
+// handleCurrentSession answers GET /v1/session.
+func (h *handler) handleCurrentSession(w http.ResponseWriter, r *http.Request) error {
+	if err := noBody(w, r); err != nil {
+		return err
+	}
+	s, err := h.svc.Sessions.CurrentSession(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, r, http.StatusOK, &sessionResponse{Session: s})
+	return nil
+}
+
 // handleConfirm answers POST /v1/confirmations. An empty project means
 // custos.DefaultProject.
 func (h *handler) handleConfirm(w http.ResponseWriter, r *http.Request) error {
@@ -78,6 +92,15 @@ func (h *handler) handleConfirm(w http.ResponseWriter, r *http.Request) error {
 func (c *Client) WakeSession(ctx context.Context, in custos.WakeInput) (*custos.Session, error) {
 	var resp sessionResponse
 	if err := c.do(ctx, http.MethodPost, "/v1/session/wake", &in, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Session, nil
+}
+
+// CurrentSession returns the device's live session through GET /v1/session.
+func (c *Client) CurrentSession(ctx context.Context) (*custos.Session, error) {
+	var resp sessionResponse
+	if err := c.do(ctx, http.MethodGet, "/v1/session", nil, &resp); err != nil {
 		return nil, err
 	}
 	return resp.Session, nil

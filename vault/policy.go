@@ -37,13 +37,17 @@ func (s *Service) AddPolicy(ctx context.Context, in custos.AddPolicyInput) (*cus
 	return p, nil
 }
 
-// ListPolicies implements custos.PolicyService.
+// ListPolicies implements custos.PolicyService. Policies are not secret:
+// agents read them (MCP get_active_rules) from an approved device.
 func (s *Service) ListPolicies(ctx context.Context) ([]*custos.Policy, error) {
 	c, err := caller(ctx)
 	if err != nil {
 		return nil, err
-	} else if err := requireAdmin(c); err != nil {
-		return nil, err
+	}
+	if !c.Key.Role.IsAdmin() {
+		if _, err := s.device(ctx, c, custos.LevelRead, custos.ActionSecretAccess); err != nil {
+			return nil, err
+		}
 	}
 	ps, err := s.store.ListPolicies(ctx, c.OrgID())
 	if err != nil {

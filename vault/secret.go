@@ -239,7 +239,13 @@ func (s *Service) AccessSecrets(ctx context.Context, req custos.AccessRequest) (
 	if err != nil {
 		return nil, err
 	}
-	dev, err := s.deviceIn(ctx, v, c, custos.LevelRead, custos.ActionSecretAccess)
+	// An agent over MCP sees a value only through a reveal the operator
+	// enabled, from a device approved at full.
+	want := custos.LevelRead
+	if c.Source == custos.SourceMCP && req.Mode == custos.ModeReveal {
+		want = custos.LevelFull
+	}
+	dev, err := s.deviceIn(ctx, v, c, want, custos.ActionSecretAccess)
 	if err != nil {
 		return nil, err
 	}

@@ -80,3 +80,20 @@ func (s *Service) Confirm(ctx context.Context, in custos.ConfirmInput) (*custos.
 	}
 	return cf, nil
 }
+
+// CurrentSession implements custos.SessionService.
+func (s *Service) CurrentSession(ctx context.Context) (*custos.Session, error) {
+	c, err := caller(ctx)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := s.device(ctx, c, custos.LevelRead, custos.ActionSecretAccess)
+	if err != nil {
+		return nil, err
+	}
+	ses, err := s.store.FindSession(ctx, c.OrgID(), dev.ID, s.timeNow())
+	if custos.ErrorCode(err) == custos.ENOTFOUND {
+		return nil, custos.Errorf(custos.ENOTFOUND, "device %s has no live session; wake one with: custos session wake", dev.ID)
+	}
+	return ses, err
+}

@@ -296,6 +296,11 @@ func (s *spy) SleepSession(ctx context.Context) error {
 	return s.sleepSession()
 }
 
+func (s *spy) CurrentSession(ctx context.Context) (*custos.Session, error) {
+	s.record(ctx, "CurrentSession", false)
+	return nil, errUnexpected
+}
+
 func (s *spy) Confirm(ctx context.Context, in custos.ConfirmInput) (*custos.Confirmation, error) {
 	if s.record(ctx, "Confirm", s.confirm != nil); s.confirm == nil {
 		return nil, errUnexpected
