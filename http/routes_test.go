@@ -55,6 +55,7 @@ var v1Routes = []route{
 		badPaths: []string{"/v1/policies/" + testKeyID, "/v1/policies/pol_"}},
 	{method: "POST", path: "/v1/session/wake", body: `{"tags":{"env":"prod"},"ttl":"10m"}`, kind: bodyOptional},
 	{method: "POST", path: "/v1/session/sleep"},
+	{method: "GET", path: "/v1/session"},
 	{method: "POST", path: "/v1/confirmations", body: `{"project":"web-app","name":"API_KEY"}`, kind: bodyRequired},
 	{method: "GET", path: "/v1/audit"},
 	{method: "GET", path: "/v1/audit/verify"},
@@ -72,6 +73,7 @@ func okSpy(env *Env) {
 	s.SecretHistoryFn = func(_ ctxT, _, _ string) ([]*custos.SecretVersion, error) { return nil, nil }
 	s.DeleteSecretFn = func(_ ctxT, _, _ string) error { return nil }
 	s.AccessSecretsFn = func(_ ctxT, _ custos.AccessRequest) ([]*custos.SecretValue, error) { return nil, nil }
+	s.CurrentSessionFn = func(_ ctxT) (*custos.Session, error) { return &custos.Session{ID: "ses_0123456789abcdef"}, nil }
 	s.CreateKeyFn = func(_ ctxT, _ custos.CreateKeyInput) (*custos.APIKey, string, error) {
 		return &custos.APIKey{}, "t", nil
 	}

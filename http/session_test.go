@@ -41,6 +41,12 @@ func TestSessions(t *testing.T) {
 		if err := env.Client.SleepSession(ctx(t)); err != nil || !slept {
 			t.Fatalf("sleep: %v %v", err, slept)
 		}
+		env.Spy.CurrentSessionFn = func(ctx context.Context) (*custos.Session, error) {
+			return &custos.Session{ID: "ses_0123456789abcdef", DeviceID: testDevID}, nil
+		}
+		if cur, err := env.Client.CurrentSession(ctx(t)); err != nil || cur.ID != "ses_0123456789abcdef" {
+			t.Fatalf("current session: %v %v", cur, err)
+		}
 		c, err := env.Client.Confirm(ctx(t), custos.ConfirmInput{Project: "web-app", Name: "STRIPE_KEY"})
 		if err != nil {
 			t.Fatal(err)

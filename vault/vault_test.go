@@ -903,3 +903,65 @@ func TestCheckKeeperRace(t *testing.T) {
 		t.Fatalf("errs=%v, want exactly one replica refused", errs)
 	}
 }
+
+func TestMCPRules(t *testing.T) {
+	e := MustOpenEnv(t)
+	e.MustSet(t, "web", "A", "mcp-rule-value", map[string]string{"env": "prod"})
+	k := e.MustApprovedMember(t, custos.LevelRead)
+	mcp := custos.NewContextWithCaller(context.Background(), &custos.Caller{
+		Key: k, Agent: "cli", Hostname: "laptop", MachineUser: "alice", IP: "127.0.0.1", Source: custos.SourceMCP,
+	})
+
+	// Ensure an agent over MCP gets a reveal only from a device approved at full,
+	// while inject works at read.
+	t.Run("RevealNeedsFull", func(t *testing.T) {
+		_, err := e.Service.AccessSecrets(mcp, custos.AccessRequest{Project: "web", Names: []string{"A"}, Mode: custos.ModeReveal})
+		if got, want := custos.ErrorCode(err), custos.EFORBIDDEN; got != want {
+			t.Fatalf("code=%q, want %q", got, want)
+		}
+		if _, err := e.Service.AccessSecrets(mcp, custos.AccessRequest{Project: "web", Names: []string{"A"}, Mode: custos.ModeInject}); err != nil {
+			t.Fatalf("inject at read: %v", err)
+		}
+		devs, _ := e.Service.ListDevices(As(e.Owner, "cli"), custos.DeviceApproved)
+		if _, err := e.Service.ApproveDevice(As(e.Owner, "cli"), devs[0].ID, custos.LevelFull); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Service.AccessSecrets(mcp, custos.AccessRequest{Project: "web", Names: []string{"A"}, Mode: custos.ModeReveal}); err != nil {
+			t.Fatalf("reveal at full: %v", err)
+		}
+	})
+
+	// Ensure approved devices read the policies; pending ones do not.
+	t.Run("ListPolicies", func(t *testing.T) {
+		if _, err := e.Service.AddPolicy(As(e.Owner, "cli"), custos.AddPolicyInput{TagKey: "env", TagValue: "prod", Rule: custos.RuleNotify, NotifyURL: "https://hooks.example.com/x"}); err != nil {
+			t.Fatal(err)
+		}
+		ps, err := e.Service.ListPolicies(mcp)
+		if err != nil || len(ps) != 1 {
+			t.Fatalf("approved device: %v %v", ps, err)
+		}
+		other, _ := e.MustKey(t, "bob", custos.RoleAgent)
+		if _, err := e.Service.ListPolicies(As(other, "cli")); custos.ErrorCode(err) != custos.EDEVICEPENDING {
+			t.Fatalf("pending device: %v", err)
+		}
+	})
+
+	// Ensure CurrentSession reports the device's live session, and not_found without one.
+	t.Run("CurrentSession", func(t *testing.T) {
+		if _, err := e.Service.CurrentSession(mcp); custos.ErrorCode(err) != custos.ENOTFOUND {
+			t.Fatalf("without a session: %v", err)
+		}
+		woke, err := e.Service.WakeSession(mcp, custos.WakeInput{TTL: custos.Duration(time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := e.Service.CurrentSession(mcp)
+		if err != nil || got.ID != woke.ID {
+			t.Fatalf("current=%v %v, want %s", got, err, woke.ID)
+		}
+		e.Clock.Add(time.Minute)
+		if _, err := e.Service.CurrentSession(mcp); custos.ErrorCode(err) != custos.ENOTFOUND {
+			t.Fatalf("after expiry: %v", err)
+		}
+	})
+}
