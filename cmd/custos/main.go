@@ -93,6 +93,7 @@ Commands:
   admin     offline administration of a data dir
   secret    set, list, inject, reveal and remove secrets
   run       run a command with secrets in its environment
+  mcp       serve custos's tools to a coding agent over MCP
   session   wake or end a session; clear injected files
   confirm   acknowledge a secret guarded by a require_confirmation policy
   key       create, list, rotate and revoke API keys
@@ -129,6 +130,7 @@ var commands = map[string]func(*CLI, context.Context, []string) error{
 	"admin":   (*CLI).runAdmin,
 	"secret":  (*CLI).runSecret,
 	"run":     (*CLI).runRun,
+	"mcp":     (*CLI).runMCP,
 	"session": (*CLI).runSession,
 	"confirm": (*CLI).runConfirm,
 	"key":     (*CLI).runKey,
