@@ -94,6 +94,8 @@ Commands:
   secret    set, list, inject, reveal and remove secrets
   run       run a command with secrets in its environment
   mcp       serve custos's tools to a coding agent over MCP
+  redact    remove secrets and personal data from text (a filter; offline)
+  context   pack files for a prompt: ignore files, budget, redaction
   session   wake or end a session; clear injected files
   confirm   acknowledge a secret guarded by a require_confirmation policy
   key       create, list, rotate and revoke API keys
@@ -131,6 +133,8 @@ var commands = map[string]func(*CLI, context.Context, []string) error{
 	"secret":  (*CLI).runSecret,
 	"run":     (*CLI).runRun,
 	"mcp":     (*CLI).runMCP,
+	"redact":  (*CLI).runRedact,
+	"context": (*CLI).runContext,
 	"session": (*CLI).runSession,
 	"confirm": (*CLI).runConfirm,
 	"key":     (*CLI).runKey,
