@@ -3,9 +3,11 @@ package vault
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"github.com/custos-dev/custos"
@@ -95,7 +97,13 @@ func (s *Service) post(ctx context.Context, client *http.Client, m *custos.Outbo
 	req.Header.Set("X-Custos-Event-Id", m.ID)
 	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("post: %w", err)
+		// *url.Error quotes the whole URL, and a webhook URL can carry a
+		// credential in its path: keep only the host.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("post to %s: %w", req.URL.Host, err)
 	}
 	defer resp.Body.Close()
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))

@@ -19,6 +19,11 @@ func (s *Service) AddPolicy(ctx context.Context, in custos.AddPolicyInput) (*cus
 	} else if err := policy.ValidateInput(in); err != nil {
 		return nil, err
 	}
+	if in.Rule == custos.RuleNotify && s.checkURL != nil {
+		if err := s.checkURL(in.NotifyURL); err != nil {
+			return nil, custos.Errorf(custos.EINVALID, "notify_url is not allowed: %s", strings.TrimPrefix(err.Error(), "egress: "))
+		}
+	}
 	now := s.timeNow()
 	p := &custos.Policy{ID: custos.NewID(custos.PrefixPolicy), OrgID: c.OrgID(), TagKey: in.TagKey, TagValue: in.TagValue,
 		Rule: in.Rule, NotifyURL: in.NotifyURL, CreatedAt: now, CreatedBy: c.Key.ID}
@@ -54,6 +59,17 @@ func (s *Service) ListPolicies(ctx context.Context) ([]*custos.Policy, error) {
 		return nil, err
 	}
 	policy.Sort(ps)
+	if !c.Key.Role.IsAdmin() {
+		// A webhook URL can carry a credential in its path (Slack, Teams):
+		// only owners and admins see it.
+		for i, p := range ps {
+			if p.NotifyURL != "" {
+				cp := *p
+				cp.NotifyURL = ""
+				ps[i] = &cp
+			}
+		}
+	}
 	return ps, nil
 }
 

@@ -20,17 +20,21 @@ type Config struct {
 	Keeper envelope.Keeper
 	Now    custos.Clock // nil means time.Now
 	Logger *slog.Logger // nil means slog.Default()
+	// CheckNotifyURL, when set, vets a notify webhook URL when the policy is
+	// added (the egress allowlist and SSRF rules); nil accepts any http(s) URL.
+	CheckNotifyURL func(string) error
 }
 
 // Service implements custos.KeyService, SecretService, DeviceService,
 // PolicyService, SessionService and AuditService.
 type Service struct {
-	store  custos.Store
-	keeper envelope.Keeper
-	now    custos.Clock
-	log    *slog.Logger
-	notify chan struct{} // pokes the notifier after an outbox write
-	cache  *cache
+	store    custos.Store
+	keeper   envelope.Keeper
+	now      custos.Clock
+	log      *slog.Logger
+	notify   chan struct{} // pokes the notifier after an outbox write
+	cache    *cache
+	checkURL func(string) error
 }
 
 var (
@@ -44,7 +48,7 @@ var (
 
 // New returns a Service.
 func New(cfg Config) *Service {
-	s := &Service{store: cfg.Store, keeper: cfg.Keeper, now: cfg.Now, log: cfg.Logger, notify: make(chan struct{}, 1), cache: newCache()}
+	s := &Service{store: cfg.Store, keeper: cfg.Keeper, now: cfg.Now, log: cfg.Logger, notify: make(chan struct{}, 1), cache: newCache(), checkURL: cfg.CheckNotifyURL}
 	if s.now == nil {
 		s.now = time.Now
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/egress"
 	"github.com/custos-dev/custos/envelope"
 	custoshttp "github.com/custos-dev/custos/http"
 	"github.com/custos-dev/custos/ratelimit"
@@ -43,19 +44,20 @@ const (
 
 // Config is the server's configuration: defaults, then environment, then flags.
 type Config struct {
-	Addr         string // listen address
-	DataDir      string
-	Keeper       string // KEK keeper URL; "" means the data dir's keeper.url or file://DATA/kek.key
-	TLSCert      string
-	TLSKey       string
-	InsecureHTTP bool   // allow plain HTTP on a non-loopback address
-	Sync         string // SQLite synchronous: normal or full
-	LogLevel     string
-	Database     string // postgres://… for many replicas; "" means SQLite in the data dir
-	Redis        string // redis://… for shared hot state; "" means memory
-	RateKey      string // per API key limit, N/window or off
-	RateIP       string // per client IP limit
-	RateAuthFail string // authentication failures per client IP
+	Addr          string // listen address
+	DataDir       string
+	Keeper        string // KEK keeper URL; "" means the data dir's keeper.url or file://DATA/kek.key
+	TLSCert       string
+	TLSKey        string
+	InsecureHTTP  bool   // allow plain HTTP on a non-loopback address
+	Sync          string // SQLite synchronous: normal or full
+	LogLevel      string
+	Database      string // postgres://… for many replicas; "" means SQLite in the data dir
+	Redis         string // redis://… for shared hot state; "" means memory
+	RateKey       string // per API key limit, N/window or off
+	RateIP        string // per client IP limit
+	RateAuthFail  string // authentication failures per client IP
+	EgressPrivate string // comma-separated CIDRs/hosts outbound calls may reach in private ranges
 }
 
 // DefaultConfig returns the embedded default: loopback, ./custos-data.
@@ -101,6 +103,9 @@ func (c *Config) Validate() error {
 	if _, err := c.rateConfig(); err != nil {
 		return err
 	}
+	if _, err := egress.NewClient(c.egressConfig()); err != nil {
+		return &ConfigError{"--egress-allow-private", err.Error()}
+	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
 	default:
@@ -123,6 +128,18 @@ func (c *Config) rateConfig() (ratelimit.Config, error) {
 		*f.dst = l
 	}
 	return rc, nil
+}
+
+// egressConfig is the outbound policy for webhooks (and later providers):
+// public HTTPS hosts, plus the private destinations the operator lists.
+func (c *Config) egressConfig() egress.Config {
+	var cfg egress.Config
+	for _, p := range strings.Split(c.EgressPrivate, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			cfg.AllowPrivate = append(cfg.AllowPrivate, p)
+		}
+	}
+	return cfg
 }
 
 // redactURL returns u without its password, for printing.
@@ -197,6 +214,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		{&c.TLSCert, "CUSTOS_TLS_CERT"}, {&c.TLSKey, "CUSTOS_TLS_KEY"}, {&c.Sync, "CUSTOS_SYNC"}, {&c.LogLevel, "CUSTOS_LOG_LEVEL"},
 		{&c.Database, "CUSTOS_DATABASE_URL"}, {&c.Redis, "CUSTOS_REDIS_URL"},
 		{&c.RateKey, "CUSTOS_RATE_KEY"}, {&c.RateIP, "CUSTOS_RATE_IP"}, {&c.RateAuthFail, "CUSTOS_RATE_AUTH_FAIL"},
+		{&c.EgressPrivate, "CUSTOS_EGRESS_ALLOW_PRIVATE"},
 	} {
 		if *e.dst, err = envOr(getenv, e.name, *e.dst); err != nil {
 			return err
@@ -221,6 +239,7 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&c.RateKey, "rate-key", c.RateKey, "")
 	fs.StringVar(&c.RateIP, "rate-ip", c.RateIP, "")
 	fs.StringVar(&c.RateAuthFail, "rate-auth-fail", c.RateAuthFail, "")
+	fs.StringVar(&c.EgressPrivate, "egress-allow-private", c.EgressPrivate, "")
 	if err := fs.Parse(args); err != nil {
 		return &usageError{err.Error(), serveUsage}
 	} else if fs.NArg() > 0 {
@@ -304,7 +323,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.Hot = memory.New()
 	}
 	rc, _ := c.rateConfig() // validated in ParseFlags
-	m.Service = vault.New(vault.Config{Store: m.Store, Keeper: m.keeper, Logger: m.Logger, Now: m.Now})
+	ecfg := c.egressConfig()
+	outbound, err := egress.NewClient(ecfg)
+	if err != nil {
+		return err
+	}
+	m.Service = vault.New(vault.Config{Store: m.Store, Keeper: m.keeper, Logger: m.Logger, Now: m.Now,
+		CheckNotifyURL: func(u string) error { return egress.CheckURL(ecfg, u) }})
 	if err := m.Service.CheckKeeper(ctx); err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
@@ -336,7 +361,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.server = srv
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel, m.done, m.serveErr = cancel, make(chan struct{}), make(chan error, 1)
-	go func() { defer close(m.done); m.Service.RunNotifier(bg, nil) }()
+	go func() { defer close(m.done); m.Service.RunNotifier(bg, outbound) }()
 	ln := m.ln
 	go func() {
 		var err error
@@ -478,6 +503,10 @@ Flags (environment variable in brackets; secrets also take NAME_FILE):
   --rate-auth-fail N/WINDOW
                        failed authentications per client IP before 429
                        (CUSTOS_RATE_AUTH_FAIL; default 20/10m)
+  --egress-allow-private LIST
+                       CIDRs or host names outbound calls (notify webhooks) may
+                       reach in private, loopback or link-local ranges; by
+                       default only public HTTPS hosts (CUSTOS_EGRESS_ALLOW_PRIVATE)
 
 Example:
   custos serve
