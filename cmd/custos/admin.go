@@ -17,8 +17,8 @@ import (
 const adminUsage = `Usage: custos admin COMMAND [flags]
 
 Administration of a data dir or database. rotate-kek is offline: stop every
-server first (it takes the data dir's lock, and with --database every replica
-must be stopped, since another host's server cannot be seen from here).
+server first (it takes the data dir's lock and, with --database, an advisory
+lock that every running replica holds shared, so it refuses while any serves).
 
 Commands:
   rotate-kek --to KEEPER_URL   re-wrap every data key (DEK) with a new KEK;
@@ -116,6 +116,13 @@ func (c *CLI) rotateKEK(ctx context.Context, args []string) error {
 		return err
 	}
 	defer store.Close()
+	if l, ok := store.(serverLocker); ok {
+		release, err := l.TryLockExclusive(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 
 	canary, err := store.GetMeta(ctx, "kek_canary")
 	if err != nil {

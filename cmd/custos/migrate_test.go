@@ -71,6 +71,11 @@ func TestE2E_KEKRotationPostgres(t *testing.T) {
 	db := freshDatabase(t)
 	data := filepath.Join(t.TempDir(), "custos-data")
 	r := startReplica(t, "--data", data, "--database", db)
+	// While a replica serves, the offline rotation refuses to run.
+	busy := cliOffline(t, "admin", "rotate-kek", "--data", t.TempDir(), "--database", db, "--keeper", "file://"+filepath.Join(data, "kek.key"), "--to", "file://"+filepath.Join(t.TempDir(), "k.key"))
+	if busy.Code == 0 || !strings.Contains(busy.Err, "stop every replica") {
+		t.Fatalf("rotate-kek with a replica running: exit %d %s", busy.Code, busy.Err)
+	}
 	r.kill()
 	out := cliOffline(t, "admin", "rotate-kek", "--data", data, "--database", db, "--to", "file://"+filepath.Join(data, "kek-2.key"))
 	if out.Code != 0 || !strings.Contains(out.Out, "re-wrapped") {

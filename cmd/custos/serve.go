@@ -265,6 +265,14 @@ func (c *Config) openStore(ctx context.Context, noMigrate bool) (custos.Store, e
 	return st, nil
 }
 
+// serverLocker is a shared database (PostgreSQL) on which running servers
+// hold a lock that offline admin commands need exclusively; on SQLite the
+// data dir's file lock does the same.
+type serverLocker interface {
+	LockShared(ctx context.Context) error
+	TryLockExclusive(ctx context.Context) (release func(), err error)
+}
+
 // keeperURL returns the keeper URL in force and whether it is the default
 // key file, which Run creates on first start.
 func (c *Config) keeperURL() (string, bool, error) {
@@ -314,6 +322,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if m.Store, err = c.openStore(ctx, false); err != nil {
 		return err
+	}
+	if l, ok := m.Store.(serverLocker); ok {
+		if err := l.LockShared(ctx); err != nil {
+			return err
+		}
 	}
 	if c.Redis != "" {
 		if m.Hot, err = redis.Open(ctx, c.Redis); err != nil {

@@ -114,6 +114,9 @@ type Options struct {
 type Store struct {
 	pool *pgxpool.Pool
 
+	lockMu    sync.Mutex
+	lockConns []*pgxpool.Conn // connections holding LockShared
+
 	appends   chan *appendReq // AppendAudit calls waiting for the appender
 	quit      chan struct{}
 	done      chan struct{}
@@ -161,6 +164,12 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.quit)
 		<-s.done
+		s.lockMu.Lock()
+		for _, c := range s.lockConns {
+			c.Release() // the pool closes the connection, which ends its locks
+		}
+		s.lockConns = nil
+		s.lockMu.Unlock()
 		s.pool.Close()
 	})
 	return nil
@@ -347,4 +356,48 @@ func blob(b []byte) []byte {
 		return []byte{}
 	}
 	return b
+}
+
+// serverLockKey is the advisory lock running servers hold shared and offline
+// admin commands (KEK rotation) take exclusively.
+const serverLockKey = 0x637573746f73 // "custos"
+
+// LockShared holds a shared advisory lock for as long as the store is open:
+// running servers take it so an offline admin command on the same database
+// (which needs it exclusively) refuses to run while any replica serves.
+func (s *Store) LockShared(ctx context.Context) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return fail("server lock", err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock_shared($1)`, serverLockKey); err != nil {
+		conn.Release()
+		return fail("server lock", err)
+	}
+	s.lockMu.Lock()
+	s.lockConns = append(s.lockConns, conn)
+	s.lockMu.Unlock()
+	return nil
+}
+
+// TryLockExclusive takes the server lock exclusively, without waiting.
+// Returns ECONFLICT while any server holds it shared. release ends the lock.
+func (s *Store) TryLockExclusive(ctx context.Context) (release func(), err error) {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return nil, fail("admin lock", err)
+	}
+	var ok bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, serverLockKey).Scan(&ok); err != nil {
+		conn.Release()
+		return nil, fail("admin lock", err)
+	}
+	if !ok {
+		conn.Release()
+		return nil, custos.Errorf(custos.ECONFLICT, "a custos server is running on this database; stop every replica first")
+	}
+	return func() {
+		_, _ = conn.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, serverLockKey)
+		conn.Release()
+	}, nil
 }
