@@ -116,10 +116,35 @@ func leftOK(src []byte, s int) bool {
 	if isWord(p) {
 		return false
 	}
+	if (p == '-' || p == '_') && s >= 2 && isAlpha(src[s-2]) {
+		return false // the tail of an identifier: ORD-2024-837723, INV_4111…
+	}
+	if p == ',' {
+		// A comma joins only a thousands group: 1,234 — not CSV fields.
+		return !(runBefore(src, s-1) >= 1 && runBefore(src, s-1) <= 3 && runAfter(src, s) == 3)
+	}
 	if numJoiner(p) && s >= 2 && isDigit(src[s-2]) {
 		return false
 	}
 	return true
+}
+
+// runBefore returns the length of the digit run ending at i (exclusive).
+func runBefore(src []byte, i int) int {
+	n := 0
+	for i-n-1 >= 0 && isDigit(src[i-n-1]) {
+		n++
+	}
+	return n
+}
+
+// runAfter returns the length of the digit run starting at i.
+func runAfter(src []byte, i int) int {
+	n := 0
+	for i+n < len(src) && isDigit(src[i+n]) {
+		n++
+	}
+	return n
 }
 
 // rightOK is leftOK for a number ending at e (exclusive).
@@ -130,6 +155,9 @@ func rightOK(src []byte, e int) bool {
 	n := src[e]
 	if isWord(n) {
 		return false
+	}
+	if n == ',' {
+		return !(runBefore(src, e) <= 3 && runAfter(src, e+1) == 3)
 	}
 	if numJoiner(n) && e+1 < len(src) && isDigit(src[e+1]) {
 		return false

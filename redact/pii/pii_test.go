@@ -411,3 +411,21 @@ func FuzzDetectors(f *testing.F) {
 		}
 	})
 }
+
+func TestFieldBoundaries(t *testing.T) {
+	// Ensure numbers in CSV fields stand on their own (a comma is a thousands
+	// separator only before exactly three digits), and a number that is the
+	// tail of an identifier (ORD-2024-837723) is not personal data.
+	row := "1002,James,617.639.8540,US,6011111111111117,427-36-1942,3782 822463 10005,1,234"
+	runCases(t, redact.KindCard, only(redact.KindCard), []tcase{
+		{"CSVBare", row, []string{"6011111111111117", "3782 822463 10005"}},
+		{"Thousands", "total 4,111,111,111,111,111 units", nil},
+	})
+	runCases(t, redact.KindSSN, only(redact.KindSSN), []tcase{
+		{"CSV", row, []string{"427-36-1942"}},
+	})
+	runCases(t, redact.KindPhone, only(redact.KindPhone), []tcase{
+		{"OrderID", "charged twice for order ORD-2024-837723 today", nil},
+		{"TicketUnderscore", "see INV_415-555-2671", nil},
+	})
+}
