@@ -334,6 +334,24 @@ var helpPaths = [][]string{
 	{"policy"}, {"policy", "add"}, {"policy", "list"}, {"policy", "rm"},
 	{"audit"}, {"audit", "list"}, {"audit", "verify"}, {"audit", "export"},
 	{"version"},
+	{"serve"}, {"admin"}, {"admin", "rotate-kek"}, {"admin", "migrate"},
+	{"mcp"}, {"redact"}, {"context"},
+}
+
+func TestHelpCoversEveryCommand(t *testing.T) {
+	// Ensure every top-level command is in helpPaths, so none ships without
+	// help and an example.
+	for name := range commands {
+		found := false
+		for _, p := range helpPaths {
+			if p[0] == name {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("command %q has no help test", name)
+		}
+	}
 }
 
 func TestHelp(t *testing.T) {
