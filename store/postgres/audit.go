@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -227,7 +228,7 @@ func (s *Store) ListAudit(ctx context.Context, orgID string, f custos.AuditFilte
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*custos.AuditEvent, error) {
 		var e custos.AuditEvent
-		return &e, r.Scan(&e.OrgID, &e.Seq, timeCol{&e.Time}, &e.Action, &e.Outcome, &e.Reason, &e.KeyID,
+		return &e, r.Scan(&e.OrgID, &e.Seq, column.Time(&e.Time), &e.Action, &e.Outcome, &e.Reason, &e.KeyID,
 			&e.User, &e.DeviceID, &e.Agent, &e.Hostname, &e.MachineUser, &e.IP, &e.Source, &e.Mode, &e.Model,
 			&e.Project, &e.Secret, &e.Version, &e.Target, &e.PrevHash, &e.Hash)
 	})
@@ -261,8 +262,8 @@ func (s *Store) ClaimOutbox(ctx context.Context, now time.Time, lease time.Durat
 	}
 	out, err = pgx.AppendRows(out, rows, func(r pgx.CollectableRow) (*custos.OutboxMessage, error) {
 		var m custos.OutboxMessage
-		return &m, r.Scan(&m.ID, &m.OrgID, &m.URL, &m.Payload, &m.Attempts, timeCol{&m.CreatedAt},
-			timeCol{&m.NextAttemptAt}, nullTimeCol{&m.DeliveredAt}, nullTimeCol{&m.FailedAt}, &m.LastError)
+		return &m, r.Scan(&m.ID, &m.OrgID, &m.URL, &m.Payload, &m.Attempts, column.Time(&m.CreatedAt),
+			column.Time(&m.NextAttemptAt), column.NullTime(&m.DeliveredAt), column.NullTime(&m.FailedAt), &m.LastError)
 	})
 	if err != nil {
 		return nil, fail("claim outbox", err)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -15,7 +16,7 @@ const deviceCols = `id, org_id, key_id, fingerprint, machine_user, hostname, age
 func scanDevice(sc scanner) (*custos.Device, error) {
 	var d custos.Device
 	if err := sc.Scan(&d.ID, &d.OrgID, &d.KeyID, &d.Fingerprint, &d.MachineUser, &d.Hostname, &d.Agent,
-		&d.IP, &d.Status, &d.Level, timeCol{&d.CreatedAt}, nullTimeCol{&d.DecidedAt}, &d.DecidedBy); err != nil {
+		&d.IP, &d.Status, &d.Level, column.Time(&d.CreatedAt), column.NullTime(&d.DecidedAt), &d.DecidedBy); err != nil {
 		return nil, err
 	}
 	return &d, nil

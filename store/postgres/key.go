@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -14,9 +15,9 @@ const keyCols = `id, org_id, name, role, hash, created_at, expires_at, revoked_a
 // scanKey reads one api_keys row selected with keyCols.
 func scanKey(sc scanner) (*custos.APIKey, error) {
 	var k custos.APIKey
-	if err := sc.Scan(&k.ID, &k.OrgID, &k.Name, &k.Role, &k.Hash, timeCol{&k.CreatedAt},
-		nullTimeCol{&k.ExpiresAt}, nullTimeCol{&k.RevokedAt}, nullTimeCol{&k.RotatedAt},
-		nullTimeCol{&k.GraceUntil}, &k.ReplacedBy); err != nil {
+	if err := sc.Scan(&k.ID, &k.OrgID, &k.Name, &k.Role, &k.Hash, column.Time(&k.CreatedAt),
+		column.NullTime(&k.ExpiresAt), column.NullTime(&k.RevokedAt), column.NullTime(&k.RotatedAt),
+		column.NullTime(&k.GraceUntil), &k.ReplacedBy); err != nil {
 		return nil, err
 	}
 	return &k, nil

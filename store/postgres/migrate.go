@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -149,7 +150,7 @@ func (s *Store) Migrations(ctx context.Context) ([]custos.MigrationState, error)
 			if err := rows.Scan(&v, &r.name, &at); err != nil {
 				return nil, fail("read migrations", err)
 			}
-			r.at = fromMicros(at)
+			r.at = column.FromMicros(at)
 			applied[v] = r
 		}
 		if err := rows.Err(); err != nil {

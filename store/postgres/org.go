@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -21,7 +22,7 @@ func (s *Store) CountOrgs(ctx context.Context) (int, error) {
 func (s *Store) FindOrg(ctx context.Context, id string) (*custos.Org, error) {
 	var o custos.Org
 	err := s.pool.QueryRow(ctx, `SELECT id, name, created_at FROM orgs WHERE id = $1`, id).
-		Scan(&o.ID, &o.Name, timeCol{&o.CreatedAt})
+		Scan(&o.ID, &o.Name, column.Time(&o.CreatedAt))
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "org %q not found", id)

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -11,7 +12,7 @@ const policyCols = `id, org_id, tag_key, tag_value, rule, models, notify_url, ex
 
 // CreatePolicy inserts p with ev. Returns ECONFLICT if its id exists.
 func (s *Store) CreatePolicy(ctx context.Context, p *custos.Policy, ev *custos.AuditEvent) error {
-	models, err := jsonText(p.Models)
+	models, err := column.JSONText(p.Models)
 	if err != nil {
 		return err
 	}
@@ -33,8 +34,8 @@ func (s *Store) ListPolicies(ctx context.Context, orgID string) ([]*custos.Polic
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*custos.Policy, error) {
 		var p custos.Policy
-		return &p, r.Scan(&p.ID, &p.OrgID, &p.TagKey, &p.TagValue, &p.Rule, jsonCol{&p.Models}, &p.NotifyURL,
-			nullTimeCol{&p.ExpiresAt}, timeCol{&p.CreatedAt}, &p.CreatedBy)
+		return &p, r.Scan(&p.ID, &p.OrgID, &p.TagKey, &p.TagValue, &p.Rule, column.JSON(&p.Models), &p.NotifyURL,
+			column.NullTime(&p.ExpiresAt), column.Time(&p.CreatedAt), &p.CreatedBy)
 	})
 	if err != nil {
 		return nil, fail("list policies", err)

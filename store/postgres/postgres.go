@@ -346,9 +346,6 @@ func nullMicros(t *time.Time) *int64 {
 	return &x
 }
 
-// fromMicros returns the UTC time of unix microseconds x.
-func fromMicros(x int64) time.Time { return time.UnixMicro(x).UTC() }
-
 // blob returns b, or an empty non-nil slice for nil (pgx sends a nil slice
 // as NULL).
 func blob(b []byte) []byte {

@@ -6,13 +6,14 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 	"github.com/jackc/pgx/v5"
 )
 
 // PutSession replaces the device's sessions with sess, with ev. Returns
 // ECONFLICT if its id exists.
 func (s *Store) PutSession(ctx context.Context, sess *custos.Session, ev *custos.AuditEvent) error {
-	tags, err := jsonText(sess.Tags)
+	tags, err := column.JSONText(sess.Tags)
 	if err != nil {
 		return err
 	}
@@ -36,7 +37,7 @@ func (s *Store) FindSession(ctx context.Context, orgID, deviceID string, now tim
 	err := s.pool.QueryRow(ctx, `SELECT id, org_id, device_id, tags, created_at, expires_at FROM sessions
 		WHERE org_id = $1 AND device_id = $2 AND expires_at > $3 ORDER BY created_at DESC, ord DESC LIMIT 1`,
 		orgID, deviceID, micros(now)).
-		Scan(&sess.ID, &sess.OrgID, &sess.DeviceID, jsonCol{&sess.Tags}, timeCol{&sess.CreatedAt}, timeCol{&sess.ExpiresAt})
+		Scan(&sess.ID, &sess.OrgID, &sess.DeviceID, column.JSON(&sess.Tags), column.Time(&sess.CreatedAt), column.Time(&sess.ExpiresAt))
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "no live session for device %q", deviceID)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 )
 
 // Audit listing limits.
@@ -70,7 +71,7 @@ func (s *Store) ListAudit(ctx context.Context, orgID string, f custos.AuditFilte
 	out := make([]*custos.AuditEvent, 0, min(limit, 64))
 	for rows.Next() {
 		var e custos.AuditEvent
-		if err := rows.Scan(&e.OrgID, &e.Seq, timeCol{&e.Time}, &e.Action, &e.Outcome, &e.Reason, &e.KeyID,
+		if err := rows.Scan(&e.OrgID, &e.Seq, column.Time(&e.Time), &e.Action, &e.Outcome, &e.Reason, &e.KeyID,
 			&e.User, &e.DeviceID, &e.Agent, &e.Hostname, &e.MachineUser, &e.IP, &e.Source, &e.Mode, &e.Model,
 			&e.Project, &e.Secret, &e.Version, &e.Target, &e.PrevHash, &e.Hash); err != nil {
 			return nil, fmt.Errorf("list audit: %w", err)
@@ -105,8 +106,8 @@ func (s *Store) ClaimOutbox(ctx context.Context, now time.Time, lease time.Durat
 		out = out[:0]
 		for rows.Next() {
 			var m custos.OutboxMessage
-			if err := rows.Scan(&m.ID, &m.OrgID, &m.URL, &m.Payload, &m.Attempts, timeCol{&m.CreatedAt},
-				timeCol{&m.NextAttemptAt}, nullTimeCol{&m.DeliveredAt}, nullTimeCol{&m.FailedAt}, &m.LastError); err != nil {
+			if err := rows.Scan(&m.ID, &m.OrgID, &m.URL, &m.Payload, &m.Attempts, column.Time(&m.CreatedAt),
+				column.Time(&m.NextAttemptAt), column.NullTime(&m.DeliveredAt), column.NullTime(&m.FailedAt), &m.LastError); err != nil {
 				return fmt.Errorf("claim outbox: %w", err)
 			}
 			out = append(out, &m)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 )
 
 const deviceCols = `id, org_id, key_id, fingerprint, machine_user, hostname, agent, ip, status, level, created_at, decided_at, decided_by`
@@ -16,7 +17,7 @@ const deviceCols = `id, org_id, key_id, fingerprint, machine_user, hostname, age
 func scanDevice(sc scanner) (*custos.Device, error) {
 	var d custos.Device
 	if err := sc.Scan(&d.ID, &d.OrgID, &d.KeyID, &d.Fingerprint, &d.MachineUser, &d.Hostname, &d.Agent,
-		&d.IP, &d.Status, &d.Level, timeCol{&d.CreatedAt}, nullTimeCol{&d.DecidedAt}, &d.DecidedBy); err != nil {
+		&d.IP, &d.Status, &d.Level, column.Time(&d.CreatedAt), column.NullTime(&d.DecidedAt), &d.DecidedBy); err != nil {
 		return nil, err
 	}
 	return &d, nil
@@ -93,7 +94,7 @@ func (s *Store) ListDevices(ctx context.Context, orgID string, status custos.Dev
 // Returns the updated device, ENOTFOUND, or ECONFLICT if its status is not in
 // from.
 func (s *Store) UpdateDeviceStatus(ctx context.Context, orgID, id string, from []custos.DeviceStatus, to custos.DeviceStatus, level custos.Level, by string, now time.Time, ev *custos.AuditEvent) (*custos.Device, error) {
-	fromJSON, err := jsonText(from)
+	fromJSON, err := column.JSONText(from)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 )
 
 //go:embed migrations/*.sql
@@ -135,7 +136,7 @@ func (s *Store) Migrations(ctx context.Context) ([]custos.MigrationState, error)
 			if err := rows.Scan(&v, &at); err != nil {
 				return nil, fmt.Errorf("sqlite: read migrations: %w", err)
 			}
-			applied[v] = fromMicros(at)
+			applied[v] = column.FromMicros(at)
 		}
 		if err := rows.Err(); err != nil {
 			return nil, fmt.Errorf("sqlite: read migrations: %w", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 )
 
 // CountOrgs returns how many orgs exist.
@@ -22,7 +23,7 @@ func (s *Store) CountOrgs(ctx context.Context) (int, error) {
 func (s *Store) FindOrg(ctx context.Context, id string) (*custos.Org, error) {
 	var o custos.Org
 	err := s.rqueryRow(ctx, `SELECT id, name, created_at FROM orgs WHERE id = ?`, id).
-		Scan(&o.ID, &o.Name, timeCol{&o.CreatedAt})
+		Scan(&o.ID, &o.Name, column.Time(&o.CreatedAt))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "org %q not found", id)

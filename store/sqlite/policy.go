@@ -5,13 +5,14 @@ import (
 	"fmt"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 )
 
 const policyCols = `id, org_id, tag_key, tag_value, rule, models, notify_url, expires_at, created_at, created_by`
 
 // CreatePolicy inserts p with ev. Returns ECONFLICT if its id exists.
 func (s *Store) CreatePolicy(ctx context.Context, p *custos.Policy, ev *custos.AuditEvent) error {
-	models, err := jsonText(p.Models)
+	models, err := column.JSONText(p.Models)
 	if err != nil {
 		return err
 	}
@@ -35,8 +36,8 @@ func (s *Store) ListPolicies(ctx context.Context, orgID string) ([]*custos.Polic
 	out := []*custos.Policy{}
 	for rows.Next() {
 		var p custos.Policy
-		if err := rows.Scan(&p.ID, &p.OrgID, &p.TagKey, &p.TagValue, &p.Rule, jsonCol{&p.Models}, &p.NotifyURL,
-			nullTimeCol{&p.ExpiresAt}, timeCol{&p.CreatedAt}, &p.CreatedBy); err != nil {
+		if err := rows.Scan(&p.ID, &p.OrgID, &p.TagKey, &p.TagValue, &p.Rule, column.JSON(&p.Models), &p.NotifyURL,
+			column.NullTime(&p.ExpiresAt), column.Time(&p.CreatedAt), &p.CreatedBy); err != nil {
 			return nil, fmt.Errorf("list policies: %w", err)
 		}
 		out = append(out, &p)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/store/internal/column"
 )
 
 const secretCols = `s.id, s.org_id, s.project, s.name, s.tags, s.description, s.version, s.expires_at, s.created_at, s.updated_at` // #nosec G101 -- usage text and column names, not credentials
@@ -17,8 +18,8 @@ const versionCols = `v.secret_id, v.version, v.keeper_id, v.created_by, v.create
 // destinations.
 func scanSecret(sc scanner, extra ...any) (*custos.Secret, error) {
 	var s custos.Secret
-	dest := append([]any{&s.ID, &s.OrgID, &s.Project, &s.Name, jsonCol{&s.Tags}, &s.Description, &s.Version,
-		nullTimeCol{&s.ExpiresAt}, timeCol{&s.CreatedAt}, timeCol{&s.UpdatedAt}}, extra...)
+	dest := append([]any{&s.ID, &s.OrgID, &s.Project, &s.Name, column.JSON(&s.Tags), &s.Description, &s.Version,
+		column.NullTime(&s.ExpiresAt), column.Time(&s.CreatedAt), column.Time(&s.UpdatedAt)}, extra...)
 	if err := sc.Scan(dest...); err != nil {
 		return nil, err
 	}
@@ -30,7 +31,7 @@ func scanSecret(sc scanner, extra ...any) (*custos.Secret, error) {
 
 // versionDest returns scan destinations for versionCols into v.
 func versionDest(v *custos.SecretVersion) []any {
-	return []any{&v.SecretID, &v.Version, &v.KeeperID, &v.CreatedBy, timeCol{&v.CreatedAt}, nullTimeCol{&v.ExpiresAt}}
+	return []any{&v.SecretID, &v.Version, &v.KeeperID, &v.CreatedBy, column.Time(&v.CreatedAt), column.NullTime(&v.ExpiresAt)}
 }
 
 // checkVersion fills v's zero SecretID and Version from s and rejects a
@@ -69,7 +70,7 @@ func (s *Store) CreateSecret(ctx context.Context, sec *custos.Secret, v *custos.
 	if err := checkVersion(sec, v); err != nil {
 		return err
 	}
-	tags, err := jsonText(nonNilTags(sec.Tags))
+	tags, err := column.JSONText(nonNilTags(sec.Tags))
 	if err != nil {
 		return err
 	}
@@ -95,7 +96,7 @@ func (s *Store) UpdateSecret(ctx context.Context, sec *custos.Secret, v *custos.
 	if err := checkVersion(sec, v); err != nil {
 		return err
 	}
-	tags, err := jsonText(nonNilTags(sec.Tags))
+	tags, err := column.JSONText(nonNilTags(sec.Tags))
 	if err != nil {
 		return err
 	}
@@ -184,7 +185,7 @@ func (s *Store) LoadSecrets(ctx context.Context, orgID, project string, names []
 		rows, err = s.rquery(ctx, loadSecretsQuery+` ORDER BY s.name`, orgID, project)
 	} else {
 		var list string
-		if list, err = jsonText(names); err != nil {
+		if list, err = column.JSONText(names); err != nil {
 			return nil, err
 		}
 		rows, err = s.rquery(ctx, loadSecretsQuery+` AND s.name IN (SELECT value FROM json_each(?)) ORDER BY s.name`,

@@ -13,7 +13,6 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -582,67 +581,6 @@ func nullMicros(t *time.Time) any {
 		return nil
 	}
 	return t.UnixMicro()
-}
-
-// fromMicros returns the UTC time of unix microseconds x.
-func fromMicros(x int64) time.Time { return time.UnixMicro(x).UTC() }
-
-// timeCol scans an INTEGER microsecond column into a time.Time.
-type timeCol struct{ t *time.Time }
-
-// Scan implements sql.Scanner.
-func (c timeCol) Scan(v any) error {
-	x, ok := v.(int64)
-	if !ok {
-		return fmt.Errorf("time column holds %T, want integer", v)
-	}
-	*c.t = fromMicros(x)
-	return nil
-}
-
-// nullTimeCol scans a nullable INTEGER microsecond column into a *time.Time.
-type nullTimeCol struct{ t **time.Time }
-
-// Scan implements sql.Scanner.
-func (c nullTimeCol) Scan(v any) error {
-	switch x := v.(type) {
-	case nil:
-		*c.t = nil
-	case int64:
-		t := fromMicros(x)
-		*c.t = &t
-	default:
-		return fmt.Errorf("time column holds %T, want integer or null", v)
-	}
-	return nil
-}
-
-// jsonCol scans a JSON text column into v.
-type jsonCol struct{ v any }
-
-// Scan implements sql.Scanner.
-func (c jsonCol) Scan(v any) error {
-	var b []byte
-	switch x := v.(type) {
-	case string:
-		b = []byte(x)
-	case []byte:
-		b = x
-	case nil:
-		return nil
-	default:
-		return fmt.Errorf("json column holds %T, want text", v)
-	}
-	return json.Unmarshal(b, c.v)
-}
-
-// jsonText encodes v as JSON text for a column.
-func jsonText(v any) (string, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return "", fmt.Errorf("encode json column: %w", err)
-	}
-	return string(b), nil
 }
 
 // blob returns b, or an empty non-nil slice for nil (the driver binds a nil
