@@ -5,11 +5,10 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	migrationpkg "github.com/custos-dev/custos/store/internal/migration"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/store/internal/column"
@@ -19,47 +18,12 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// migration is one embedded schema change, named NNNN_description.sql.
-type migration struct {
-	version int
-	name    string // file name
-	sql     string
-}
-
-// title returns the migration's name without version and extension: "init"
-// for 0001_init.sql.
-func (m migration) title() string {
-	_, rest, _ := strings.Cut(m.name, "_")
-	return strings.TrimSuffix(rest, ".sql")
-}
+// migration is one embedded schema change (see store/internal/migration).
+type migration = migrationpkg.Migration
 
 // migrations returns the embedded migrations in version order.
 func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("list migrations: %w", err)
-	}
-	var out []migration
-	seen := make(map[int]string)
-	for _, name := range names {
-		base := strings.TrimPrefix(name, "migrations/")
-		prefix, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(prefix)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive version number and _", base)
-		}
-		if other, dup := seen[v]; dup {
-			return nil, fmt.Errorf("migrations %s and %s share version %d", other, base, v)
-		}
-		seen[v] = base
-		b, err := migrationFS.ReadFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", base, err)
-		}
-		out = append(out, migration{version: v, name: base, sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
+	return migrationpkg.Load(migrationFS, "migrations")
 }
 
 // SchemaVersion returns the highest embedded migration version: the schema
@@ -69,7 +33,7 @@ func SchemaVersion() int {
 	if err != nil || len(ms) == 0 {
 		return 0
 	}
-	return ms[len(ms)-1].version
+	return ms[len(ms)-1].Version
 }
 
 // errNewerSchema is wrapped by the error Open returns for a database whose
@@ -100,19 +64,19 @@ func (s *Store) migrate(ctx context.Context) error {
 		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 			return err
 		}
-		if n := len(ms); n > 0 && current > ms[n-1].version {
-			return fmt.Errorf("%w (database version %d, binary version %d)", errNewerSchema, current, ms[n-1].version)
+		if n := len(ms); n > 0 && current > ms[n-1].Version {
+			return fmt.Errorf("%w (database version %d, binary version %d)", errNewerSchema, current, ms[n-1].Version)
 		}
 		for _, m := range ms {
-			if m.version <= current {
+			if m.Version <= current {
 				continue
 			}
-			if _, err := tx.Exec(ctx, m.sql); err != nil {
-				return fmt.Errorf("migration %s: %w", m.name, err)
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migration %s: %w", m.Name, err)
 			}
 			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
-				m.version, m.title(), time.Now().UnixMicro()); err != nil {
-				return fmt.Errorf("migration %s: record version: %w", m.name, err)
+				m.Version, m.Title(), time.Now().UnixMicro()); err != nil {
+				return fmt.Errorf("migration %s: record version: %w", m.Name, err)
 			}
 		}
 		return nil
@@ -160,9 +124,9 @@ func (s *Store) Migrations(ctx context.Context) ([]custos.MigrationState, error)
 	out := make([]custos.MigrationState, 0, len(ms))
 	known := make(map[int]bool, len(ms))
 	for _, m := range ms {
-		known[m.version] = true
-		st := custos.MigrationState{Version: m.version, Name: m.title()}
-		if r, ok := applied[m.version]; ok {
+		known[m.Version] = true
+		st := custos.MigrationState{Version: m.Version, Name: m.Title()}
+		if r, ok := applied[m.Version]; ok {
 			st.AppliedAt = &r.at
 		}
 		out = append(out, st)

@@ -5,11 +5,10 @@ import (
 	"database/sql"
 	"embed"
 	"fmt"
-	"io/fs"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
+
+	migrationpkg "github.com/custos-dev/custos/store/internal/migration"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/store/internal/column"
@@ -18,40 +17,12 @@ import (
 //go:embed migrations/*.sql
 var migrationFS embed.FS
 
-// migration is one embedded schema change, named NNNN_description.sql.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
+// migration is one embedded schema change (see store/internal/migration).
+type migration = migrationpkg.Migration
 
 // migrations returns the embedded migrations in version order.
 func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFS, "migrations/*.sql")
-	if err != nil {
-		return nil, fmt.Errorf("list migrations: %w", err)
-	}
-	var out []migration
-	seen := make(map[int]string)
-	for _, name := range names {
-		base := strings.TrimPrefix(name, "migrations/")
-		prefix, _, ok := strings.Cut(base, "_")
-		v, err := strconv.Atoi(prefix)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive version number and _", base)
-		}
-		if other, dup := seen[v]; dup {
-			return nil, fmt.Errorf("migrations %s and %s share version %d", other, base, v)
-		}
-		seen[v] = base
-		b, err := migrationFS.ReadFile(name)
-		if err != nil {
-			return nil, fmt.Errorf("read migration %s: %w", base, err)
-		}
-		out = append(out, migration{version: v, name: base, sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	return out, nil
+	return migrationpkg.Load(migrationFS, "migrations")
 }
 
 // SchemaVersion returns the highest embedded migration version: the schema
@@ -61,7 +32,7 @@ func SchemaVersion() int {
 	if err != nil || len(ms) == 0 {
 		return 0
 	}
-	return ms[len(ms)-1].version
+	return ms[len(ms)-1].Version
 }
 
 // migrate applies every embedded migration the database lacks, in order, in
@@ -90,19 +61,19 @@ func migrate(ctx context.Context, conn *sql.Conn) (err error) {
 	if err := conn.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return fmt.Errorf("sqlite: migrate: read version: %w", err)
 	}
-	if n := len(ms); n > 0 && current > ms[n-1].version {
-		return fmt.Errorf("sqlite: database schema version %d is newer than this binary's (%d); upgrade custos", current, ms[n-1].version)
+	if n := len(ms); n > 0 && current > ms[n-1].Version {
+		return fmt.Errorf("sqlite: database schema version %d is newer than this binary's (%d); upgrade custos", current, ms[n-1].Version)
 	}
 	for _, m := range ms {
-		if m.version <= current {
+		if m.Version <= current {
 			continue
 		}
-		if _, err := conn.ExecContext(ctx, m.sql); err != nil {
-			return fmt.Errorf("sqlite: migrate %s: %w", m.name, err)
+		if _, err := conn.ExecContext(ctx, m.SQL); err != nil {
+			return fmt.Errorf("sqlite: migrate %s: %w", m.Name, err)
 		}
 		if _, err := conn.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
-			m.version, time.Now().UnixMicro()); err != nil {
-			return fmt.Errorf("sqlite: migrate %s: record version: %w", m.name, err)
+			m.Version, time.Now().UnixMicro()); err != nil {
+			return fmt.Errorf("sqlite: migrate %s: record version: %w", m.Name, err)
 		}
 	}
 	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
@@ -150,9 +121,9 @@ func migrationStates(ms []migration, applied map[int]time.Time) []custos.Migrati
 	out := make([]custos.MigrationState, 0, len(ms))
 	known := make(map[int]bool, len(ms))
 	for _, m := range ms {
-		known[m.version] = true
-		st := custos.MigrationState{Version: m.version, Name: m.title()}
-		if at, ok := applied[m.version]; ok {
+		known[m.Version] = true
+		st := custos.MigrationState{Version: m.Version, Name: m.Title()}
+		if at, ok := applied[m.Version]; ok {
 			st.AppliedAt = &at
 		}
 		out = append(out, st)
@@ -169,11 +140,4 @@ func migrationStates(ms []migration, applied map[int]time.Time) []custos.Migrati
 		out = append(out, custos.MigrationState{Version: v, AppliedAt: &at})
 	}
 	return out
-}
-
-// title returns the migration's name without its version and extension:
-// "init" for 0001_init.sql.
-func (m migration) title() string {
-	_, rest, _ := strings.Cut(m.name, "_")
-	return strings.TrimSuffix(rest, ".sql")
 }
