@@ -1,0 +1,231 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"regexp"
+	"strings"
+
+	"github.com/custos-dev/custos/redact"
+)
+
+// scrubber redacts one request and restores its response. A nil scrubber
+// (no engine) changes nothing.
+type scrubber struct {
+	sess *redact.Session
+	raw  map[string]string // placeholder → value
+	esc  map[string]string // placeholder → value escaped for a JSON string
+	n    int               // findings
+}
+
+func newScrubber(e *redact.Engine) *scrubber {
+	if e == nil {
+		return nil
+	}
+	return &scrubber{sess: e.NewSession(), raw: map[string]string{}, esc: map[string]string{}}
+}
+
+// skipKeys are structural fields never redacted: changing them would break
+// the request (ids, names, enums, signatures, binary data).
+var skipKeys = map[string]bool{
+	"model": true, "role": true, "type": true, "id": true, "name": true,
+	"tool_call_id": true, "tool_use_id": true, "signature": true, "data": true,
+	"media_type": true, "encrypted_content": true, "file_id": true,
+	"file_data": true, "stop_reason": true, "finish_reason": true,
+	"object": true, "tool_choice": true, "format": true, "detail": true,
+}
+
+// redactValue redacts every text string in v (a decoded JSON value) and
+// returns the new value.
+func (s *scrubber) redactValue(v any) any {
+	if s == nil {
+		return v
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		if t, _ := x["type"].(string); t == "thinking" || t == "redacted_thinking" {
+			return x // signed by the provider: must come back unchanged
+		}
+		for k, e := range x {
+			if skipKeys[k] {
+				continue
+			}
+			if str, ok := e.(string); ok {
+				switch {
+				case k == "url" && strings.HasPrefix(str, "data:"):
+					continue
+				case k == "arguments":
+					x[k] = s.redactJSONString(str)
+					continue
+				}
+			}
+			x[k] = s.redactValue(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = s.redactValue(e)
+		}
+		return x
+	case string:
+		return s.redactString(x)
+	}
+	return v
+}
+
+func (s *scrubber) redactString(str string) string {
+	out, fs := s.sess.Redact([]byte(str))
+	if len(fs) == 0 {
+		return str
+	}
+	for _, f := range fs {
+		v := str[f.Start:f.End]
+		s.raw[f.Placeholder] = v
+		s.esc[f.Placeholder] = jsonEscape(v)
+	}
+	s.n += len(fs)
+	return string(out)
+}
+
+// redactJSONString redacts a string that holds JSON (tool call arguments),
+// keeping it valid JSON.
+func (s *scrubber) redactJSONString(str string) string {
+	out := s.redactString(str)
+	if out == str || json.Valid([]byte(out)) || !json.Valid([]byte(str)) {
+		return out
+	}
+	var v any
+	d := json.NewDecoder(strings.NewReader(str))
+	d.UseNumber()
+	if d.Decode(&v) != nil {
+		return out
+	}
+	b, err := marshal(s.redactValue(v))
+	if err != nil {
+		return out
+	}
+	return string(b)
+}
+
+func jsonEscape(v string) string {
+	b, _ := marshal(v)
+	return string(b[1 : len(b)-1])
+}
+
+// marshal encodes v without HTML escaping and without a trailing newline.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// restoreValue restores placeholders in every string of v except under the
+// keys in skip (handled by a stream restorer).
+func (s *scrubber) restoreValue(v any, skip map[string]bool) any {
+	if s == nil || len(s.raw) == 0 {
+		return v
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if skip[k] {
+				continue
+			}
+			if str, ok := e.(string); ok && k == "arguments" {
+				x[k] = s.restoreJSONText(str)
+				continue
+			}
+			x[k] = s.restoreValue(e, skip)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = s.restoreValue(e, skip)
+		}
+		return x
+	case string:
+		return s.restoreString(x)
+	}
+	return v
+}
+
+func (s *scrubber) restoreString(str string) string {
+	if s == nil || len(s.raw) == 0 || !strings.Contains(str, "[[") {
+		return str
+	}
+	return string(s.sess.Restore([]byte(str)))
+}
+
+// restoreJSONText restores placeholders inside JSON text (inside its string
+// literals), escaping the values.
+func (s *scrubber) restoreJSONText(str string) string {
+	if s == nil || len(s.raw) == 0 || !strings.Contains(str, "[[") {
+		return str
+	}
+	r := s.newStream(true)
+	out := r.write([]byte(str))
+	return string(append(out, r.flush()...))
+}
+
+var (
+	completeRE = regexp.MustCompile(`\[\[[A-Z][A-Z0-9_]*_[0-9]+\]\]`)
+	partialRE  = regexp.MustCompile(`^\[(\[([A-Z][A-Z0-9_]*\]?)?)?$`)
+)
+
+// streamRestorer restores placeholders in one content stream (a choice's
+// text, a tool call's arguments, a content block) delivered in arbitrary
+// pieces. It holds back at most redact.MaxPlaceholderLen-1 bytes that could
+// begin a placeholder until the next piece or flush.
+type streamRestorer struct {
+	vals    map[string]string
+	json    bool // inside JSON text: values are escaped
+	pending []byte
+}
+
+func (s *scrubber) newStream(jsonMode bool) *streamRestorer {
+	if s == nil {
+		return &streamRestorer{json: jsonMode}
+	}
+	if jsonMode {
+		return &streamRestorer{vals: s.esc, json: true}
+	}
+	return &streamRestorer{vals: s.raw}
+}
+
+func (r *streamRestorer) write(p []byte) []byte {
+	if len(r.vals) == 0 {
+		return p
+	}
+	buf := append(r.pending, p...)
+	r.pending = nil
+	cut := len(buf)
+	from := max(0, len(buf)-(redact.MaxPlaceholderLen-1))
+	for i := from; i < len(buf); i++ {
+		if buf[i] == '[' && partialRE.Match(buf[i:]) {
+			cut = i
+			break
+		}
+	}
+	r.pending = append([]byte(nil), buf[cut:]...)
+	return r.replace(buf[:cut])
+}
+
+func (r *streamRestorer) replace(b []byte) []byte {
+	return completeRE.ReplaceAllFunc(b, func(m []byte) []byte {
+		if v, ok := r.vals[string(m)]; ok {
+			return []byte(v)
+		}
+		return m
+	})
+}
+
+// flush returns what was held back.
+func (r *streamRestorer) flush() []byte {
+	out := r.replace(r.pending)
+	r.pending = nil
+	return out
+}

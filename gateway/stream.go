@@ -1,0 +1,305 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// sseEvent is one server-sent event.
+type sseEvent struct {
+	event string
+	data  []byte
+	raw   []byte // the event as received
+}
+
+// openAIStreamed are the delta fields restored through a stream restorer.
+var openAIStreamed = map[string]bool{"content": true, "refusal": true, "reasoning_content": true, "reasoning": true, "arguments": true}
+
+// anthropicStreamed are the delta fields restored through a stream restorer
+// (or, for thinking and signatures, passed unchanged).
+var anthropicStreamed = map[string]bool{"text": true, "partial_json": true, "thinking": true, "signature": true}
+
+// streamResponse relays an SSE answer event by event, restoring
+// placeholders per content stream, and records usage at the end.
+func (rq *request) streamResponse(w http.ResponseWriter, resp *http.Response) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("X-Accel-Buffering", "no")
+	w.WriteHeader(resp.StatusCode)
+	_ = rc.Flush()
+	rq.usage.Status = resp.StatusCode
+	st := &streamState{rq: rq, w: w, rc: rc, streams: map[string]*streamRestorer{}}
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	var ev sseEvent
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			ev.raw = append(ev.raw, line...)
+			l := bytes.TrimRight(line, "\r\n")
+			switch {
+			case len(l) == 0:
+				st.handle(&ev)
+				ev = sseEvent{}
+			case bytes.HasPrefix(l, []byte("event:")):
+				ev.event = string(bytes.TrimSpace(l[len("event:"):]))
+			case bytes.HasPrefix(l, []byte("data:")):
+				d := bytes.TrimPrefix(l[len("data:"):], []byte(" "))
+				if ev.data != nil {
+					ev.data = append(ev.data, '\n')
+				}
+				ev.data = append(ev.data, d...)
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if len(ev.raw) > 0 {
+		st.handle(&ev)
+	}
+	st.flushAll()
+}
+
+type streamState struct {
+	rq      *request
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	streams map[string]*streamRestorer
+	order   []string
+	last    map[string]any // the last OpenAI chunk, a template for flushes
+}
+
+func (st *streamState) stream(key string, jsonMode bool) *streamRestorer {
+	r, ok := st.streams[key]
+	if !ok {
+		r = st.rq.sc.newStream(jsonMode)
+		st.streams[key] = r
+		st.order = append(st.order, key)
+	}
+	return r
+}
+
+func (st *streamState) send(event string, v any) {
+	b, err := marshal(v)
+	if err != nil {
+		return
+	}
+	var buf bytes.Buffer
+	if event != "" {
+		buf.WriteString("event: " + event + "\n")
+	}
+	buf.WriteString("data: ")
+	buf.Write(b)
+	buf.WriteString("\n\n")
+	_, _ = st.w.Write(buf.Bytes())
+	_ = st.rc.Flush()
+}
+
+func (st *streamState) handle(ev *sseEvent) {
+	if ev.data == nil {
+		_, _ = st.w.Write(ev.raw) // comments, retry fields
+		_ = st.rc.Flush()
+		return
+	}
+	if string(ev.data) == "[DONE]" {
+		st.flushAll()
+		_, _ = st.w.Write(ev.raw)
+		_ = st.rc.Flush()
+		return
+	}
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(ev.data))
+	dec.UseNumber()
+	if dec.Decode(&m) != nil {
+		_, _ = st.w.Write(ev.raw)
+		_ = st.rc.Flush()
+		return
+	}
+	if st.rq.f == wireAnthropic {
+		st.anthropic(ev.event, m)
+	} else {
+		st.openAI(m)
+	}
+}
+
+func index(v any) string {
+	n, _ := v.(json.Number)
+	return n.String()
+}
+
+// openAI restores one chat.completion.chunk.
+func (st *streamState) openAI(m map[string]any) {
+	st.rq.takeUsage(m["usage"])
+	choices, _ := m["choices"].([]any)
+	for _, c := range choices {
+		ch, _ := c.(map[string]any)
+		if ch == nil {
+			continue
+		}
+		ci := index(ch["index"])
+		if delta, _ := ch["delta"].(map[string]any); delta != nil {
+			for k := range openAIStreamed {
+				if s, ok := delta[k].(string); ok && k != "arguments" {
+					delta[k] = string(st.stream(ci+"/"+k, false).write([]byte(s)))
+				}
+			}
+			calls, _ := delta["tool_calls"].([]any)
+			for _, tc := range calls {
+				tcm, _ := tc.(map[string]any)
+				fn, _ := tcm["function"].(map[string]any)
+				if s, ok := fn["arguments"].(string); ok {
+					fn["arguments"] = string(st.stream(ci+"/tool/"+index(tcm["index"]), true).write([]byte(s)))
+				}
+			}
+		}
+		if fr, _ := ch["finish_reason"].(string); fr != "" {
+			st.finishOpenAIChoice(m, ch, ci)
+		}
+	}
+	st.rq.sc.restoreValue(m, openAIStreamed)
+	st.last = m
+	st.send("", m)
+}
+
+// finishOpenAIChoice releases what choice ci's restorers hold back when
+// the chunk m finishes it: appended to the field of m's delta that carries
+// the same stream, or sent in a chunk of its own before m.
+func (st *streamState) finishOpenAIChoice(m, ch map[string]any, ci string) {
+	delta, _ := ch["delta"].(map[string]any)
+	if delta != nil {
+		prefix := ci + "/"
+		for _, key := range st.order {
+			if !strings.HasPrefix(key, prefix) {
+				continue
+			}
+			field := key[len(prefix):]
+			if s, ok := delta[field].(string); ok {
+				delta[field] = s + string(st.streams[key].flush())
+				continue
+			}
+			if n, ok := strings.CutPrefix(field, "tool/"); ok {
+				calls, _ := delta["tool_calls"].([]any)
+				for _, tc := range calls {
+					tcm, _ := tc.(map[string]any)
+					fn, _ := tcm["function"].(map[string]any)
+					if a, ok := fn["arguments"].(string); ok && index(tcm["index"]) == n {
+						fn["arguments"] = a + string(st.streams[key].flush())
+					}
+				}
+			}
+		}
+	}
+	st.flushOpenAIChoice(m, ci)
+}
+
+// flushOpenAIChoice sends what choice ci's restorers still hold back, in
+// chunks modelled on m.
+func (st *streamState) flushOpenAIChoice(m map[string]any, ci string) {
+	prefix := ci + "/"
+	for _, key := range st.order {
+		if !strings.HasPrefix(key, prefix) {
+			continue
+		}
+		r := st.streams[key]
+		held := r.flush()
+		if len(held) == 0 {
+			continue
+		}
+		field := key[len(prefix):]
+		delta := map[string]any{}
+		if tn, ok := strings.CutPrefix(field, "tool/"); ok {
+			n, _ := strconv.Atoi(tn)
+			delta["tool_calls"] = []any{map[string]any{"index": n, "function": map[string]any{"arguments": string(held)}}}
+		} else {
+			delta[field] = string(held)
+		}
+		chunk := map[string]any{}
+		for k, v := range m {
+			if k != "choices" && k != "usage" {
+				chunk[k] = v
+			}
+		}
+		idx, _ := strconv.Atoi(ci)
+		chunk["choices"] = []any{map[string]any{"index": idx, "delta": delta, "finish_reason": nil}}
+		st.send("", chunk)
+	}
+}
+
+// anthropic restores one messages stream event.
+func (st *streamState) anthropic(event string, m map[string]any) {
+	typ, _ := m["type"].(string)
+	switch typ {
+	case "message_start":
+		if msg, _ := m["message"].(map[string]any); msg != nil {
+			st.rq.takeUsage(msg["usage"])
+		}
+	case "message_delta":
+		st.rq.takeUsage(m["usage"])
+	case "content_block_delta":
+		bi := index(m["index"])
+		if d, _ := m["delta"].(map[string]any); d != nil {
+			if s, ok := d["text"].(string); ok {
+				d["text"] = string(st.stream(bi, false).write([]byte(s)))
+			}
+			if s, ok := d["partial_json"].(string); ok {
+				d["partial_json"] = string(st.stream(bi, true).write([]byte(s)))
+			}
+		}
+	case "content_block_stop":
+		st.flushAnthropicBlock(index(m["index"]), m["index"])
+	}
+	skip := map[string]bool(nil)
+	if typ == "content_block_delta" {
+		skip = anthropicStreamed
+	}
+	st.rq.sc.restoreValue(m, skip)
+	if event == "" {
+		event = typ
+	}
+	st.send(event, m)
+}
+
+// flushAnthropicBlock sends what block bi's restorer holds back as a last
+// delta of the block.
+func (st *streamState) flushAnthropicBlock(bi string, idx any) {
+	r, ok := st.streams[bi]
+	if !ok {
+		return
+	}
+	held := r.flush()
+	if len(held) == 0 {
+		return
+	}
+	d := map[string]any{"type": "text_delta", "text": string(held)}
+	if r.json {
+		d = map[string]any{"type": "input_json_delta", "partial_json": string(held)}
+	}
+	st.send("content_block_delta", map[string]any{"type": "content_block_delta", "index": idx, "delta": d})
+}
+
+// flushAll sends whatever is still held back at the end of the stream.
+func (st *streamState) flushAll() {
+	if st.rq.f == wireAnthropic {
+		for _, key := range st.order {
+			n, _ := strconv.Atoi(key)
+			st.flushAnthropicBlock(key, n)
+		}
+		return
+	}
+	if st.last == nil {
+		return
+	}
+	seen := map[string]bool{}
+	for _, key := range st.order {
+		ci, _, _ := strings.Cut(key, "/")
+		if !seen[ci] {
+			seen[ci] = true
+			st.flushOpenAIChoice(st.last, ci)
+		}
+	}
+}
