@@ -115,3 +115,20 @@ func (m *acMatcher) scan(src []byte, fn func(id, start int)) {
 		}
 	}
 }
+
+// match reports whether any pattern occurs in src.
+func (m *acMatcher) match(src []byte) bool {
+	if m == nil || len(m.trans) == 0 {
+		return false
+	}
+	s := int32(0)
+	trans, classes := m.trans, &m.classes
+	for _, b := range src {
+		v := trans[s+int32(classes[b])]
+		if v < 0 {
+			return true
+		}
+		s = v & math.MaxInt32
+	}
+	return false
+}

@@ -20,6 +20,9 @@ type Config struct {
 	// alphabets, padded and not), hex (lower and upper case) and URL
 	// query-escaped forms. Values shorter than 4 bytes are ignored.
 	Known []string
+	// KnownLabels name the Known values, index by index (a stored secret's
+	// name); findings of a value carry its label. Optional.
+	KnownLabels []string
 	// Detectors are extra detectors (redact/pii provides them); their
 	// findings join the rest.
 	Detectors []Detector
@@ -54,6 +57,7 @@ type Engine struct {
 	user      *allowlist
 	known     *acMatcher
 	knownIDs  []string // known pattern id → rule id
+	knownLbl  []string // known pattern id → label
 	detectors []Detector
 	pool      sync.Pool
 }
@@ -96,25 +100,31 @@ func New(cfg Config) (*Engine, error) {
 		}
 		e.user = al
 	}
-	e.compileKnown(cfg.Known)
+	e.compileKnown(cfg.Known, cfg.KnownLabels)
 	e.pool.New = func() any { return new(scratch) }
 	return e, nil
 }
 
 // compileKnown builds the automaton over the Known values and their encodings.
-func (e *Engine) compileKnown(values []string) {
+func (e *Engine) compileKnown(values, labels []string) {
 	seen := map[string]bool{}
 	var pats []string
+	label := ""
 	add := func(p, id string) {
 		if len(p) >= minKnownLen && !seen[p] {
 			seen[p] = true
 			pats = append(pats, p)
 			e.knownIDs = append(e.knownIDs, id)
+			e.knownLbl = append(e.knownLbl, label)
 		}
 	}
-	for _, v := range values {
+	for i, v := range values {
 		if len(v) < minKnownLen {
 			continue
+		}
+		label = ""
+		if i < len(labels) {
+			label = labels[i]
 		}
 		b := []byte(v)
 		add(v, RuleKnown)
@@ -202,7 +212,7 @@ func (e *Engine) Find(src []byte) []Finding {
 	}
 	if e.known != nil {
 		e.known.scan(src, func(id, p int) {
-			emit(Finding{Kind: KindKnown, RuleID: e.knownIDs[id], Start: p, End: p + e.known.lens[id]})
+			emit(Finding{Kind: KindKnown, RuleID: e.knownIDs[id], Start: p, End: p + e.known.lens[id], Label: e.knownLbl[id]})
 		})
 	}
 	for _, d := range e.detectors {
@@ -234,9 +244,18 @@ func resolve(found []Finding) []Finding {
 		// A credential overlapping personal data wins over it: a token in a
 		// URL's user info (https://ghp_…@github.com) is a SECRET, not the
 		// local part of an email address.
-		if last := &out[len(out)-1]; credential(f.Kind) && !credential(last.Kind) {
+		last := &out[len(out)-1]
+		label := last.Label
+		if credential(f.Kind) && !credential(last.Kind) {
 			*last = f
 			end = f.End
+		}
+		// The span still holds the known value the loser found.
+		if last.Label == "" {
+			last.Label = label
+			if last.Label == "" {
+				last.Label = f.Label
+			}
 		}
 	}
 	return out

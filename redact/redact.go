@@ -31,6 +31,9 @@ type Finding struct {
 	Start       int    `json:"start"`
 	End         int    `json:"end"`
 	Placeholder string `json:"placeholder,omitempty"` // set by Session.Redact
+	// Label names the known value (Config.KnownLabels) found in this span,
+	// in any encoding, even when another rule's finding covers it.
+	Label string `json:"label,omitempty"`
 }
 
 // Detector finds one family of matches (for example personal data). It

@@ -460,3 +460,33 @@ func (emailLike) Detect(src []byte, emit func(redact.Finding)) {
 	hi := at + bytes.IndexByte(src[at:], '/')
 	emit(redact.Finding{Kind: redact.KindEmail, RuleID: "test.email", Start: lo, End: hi})
 }
+
+// TestFind_KnownLabels checks that a known value's finding names it, in
+// every encoding, and that the name survives when a secret rule's finding
+// covers the same span.
+func TestFind_KnownLabels(t *testing.T) {
+	tok := "ghp_" + strings.Repeat("aB3dE5", 6) // also a GitHub token rule hit
+	pw := "correct-horse-battery"
+	e, err := redact.New(redact.Config{Secrets: true, Known: []string{pw, tok}, KnownLabels: []string{"prod/DB_PASSWORD", "ci/GH_TOKEN"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"password is " + pw + " ok", "prod/DB_PASSWORD"},
+		{"b64 " + base64.StdEncoding.EncodeToString([]byte(pw)), "prod/DB_PASSWORD"},
+		{"hex " + hex.EncodeToString([]byte(pw)), "prod/DB_PASSWORD"},
+		{"url " + url.QueryEscape(pw), "prod/DB_PASSWORD"},
+		{"export GITHUB_TOKEN=" + tok, "ci/GH_TOKEN"},
+	} {
+		fs := e.Find([]byte(tc.in))
+		if len(fs) != 1 {
+			t.Fatalf("%q: %d findings, want 1: %+v", tc.in, len(fs), fs)
+		}
+		if fs[0].Label != tc.want {
+			t.Errorf("%q: label %q, want %q", tc.in, fs[0].Label, tc.want)
+		}
+	}
+	if fs := e.Find([]byte("ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW")); len(fs) != 1 || fs[0].Label != "" {
+		t.Errorf("an unknown token carries a label: %+v", fs)
+	}
+}

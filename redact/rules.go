@@ -62,10 +62,13 @@ const (
 // apply (the engine sees text, not files).
 type allowlist struct {
 	target  int
-	regexes []*regexp.Regexp
+	regexes []*fastRegexp
 	stop    []string // lower case
 	and     bool     // condition AND: every present check must hold
 	rules   map[string]bool
+
+	stopOnce sync.Once
+	stopAC   *acMatcher // stop, compiled on first use
 }
 
 // allowed reports whether a candidate is allowed (not a finding).
@@ -77,18 +80,37 @@ func (a *allowlist) allowed(secret, match, line []byte) bool {
 	case targetLine:
 		t = line
 	}
-	re := false
+	// The stopwords are one automaton pass; the regexes are the expensive
+	// part, so they run last and only when they can change the answer.
+	sw := a.stopword(secret)
+	if !a.and && sw {
+		return true
+	}
+	if a.and && len(a.stop) > 0 && !sw {
+		return false
+	}
+	if len(a.regexes) == 0 {
+		return a.and
+	}
 	for _, r := range a.regexes {
 		if len(t) > 0 && r.Match(t) {
-			re = true
-			break
+			return true
 		}
 	}
-	sw := containsStopword(secret, a.stop)
-	if a.and {
-		return (len(a.regexes) == 0 || re) && (len(a.stop) == 0 || sw)
+	return false
+}
+
+// stopword reports whether s contains one of the stopwords, ignoring ASCII
+// case.
+func (a *allowlist) stopword(s []byte) bool {
+	if len(a.stop) == 0 || len(s) == 0 {
+		return false
 	}
-	return re || sw
+	if len(a.stop) < 8 {
+		return containsStopword(s, a.stop)
+	}
+	a.stopOnce.Do(func() { a.stopAC = newAC(a.stop, true) })
+	return a.stopAC.match(s)
 }
 
 // containsStopword reports whether s, lowered, contains one of words.
@@ -123,7 +145,7 @@ func compileAllowlist(a tomlAllowlist) (*allowlist, error) {
 		al.target = targetLine
 	}
 	for _, r := range a.Regexes {
-		re, err := regexp.Compile(r)
+		re, err := compileFast(r)
 		if err != nil {
 			return nil, fmt.Errorf("allowlist regex %q: %w", r, err)
 		}
