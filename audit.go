@@ -37,6 +37,13 @@ const (
 	ActionConfirm        = "secret.confirm"
 	ActionAuthFailed     = "auth.failed"
 	ActionManagementDeny = "access.denied"
+	ActionProviderAdd    = "provider.add"
+	ActionProviderRemove = "provider.remove"
+	ActionBudgetSet      = "budget.set"
+	ActionBudgetRemove   = "budget.remove"
+	ActionPrivacySet     = "privacy.set"
+	ActionPrivacyRemove  = "privacy.remove"
+	ActionGatewaySecret  = "gateway.secret_detected" // a stored secret's value was found in a model request
 )
 
 // GenesisHash is the PrevHash of an org's first audit event.

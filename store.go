@@ -29,13 +29,15 @@ type Store interface {
 	AuditStore
 	OutboxStore
 	MetaStore
+	GatewayStore
 
 	// Bootstrap creates the first org and its owner key in one transaction.
 	// Returns ECONFLICT if any org exists already.
 	Bootstrap(ctx context.Context, org *Org, owner *APIKey, ev *AuditEvent) error
 	// CacheEpoch returns a counter that advances, in the same transaction,
-	// with every change to keys, devices, policies, secrets or secret
-	// versions, whichever process makes it. Services compare it to keep
+	// with every change to keys, devices, policies, secrets, secret
+	// versions, model providers, privacy rules or budgets (not budget
+	// counters), whichever process makes it. Services compare it to keep
 	// in-memory caches of those exact; audit appends do not advance it.
 	CacheEpoch(ctx context.Context) (int64, error)
 	// Ping checks that the store can serve reads and writes (for /readyz).

@@ -89,7 +89,8 @@ func (s *Store) CreateMeta(ctx context.Context, key string, value []byte) error 
 }
 
 // CacheEpoch returns the counter that triggers advance on every change to
-// keys, devices, policies, secrets and secret versions.
+// keys, devices, policies, secrets, secret versions, model providers,
+// privacy rules and budgets (not budget counters).
 func (s *Store) CacheEpoch(ctx context.Context) (int64, error) {
 	var n int64
 	if err := s.pool.QueryRow(ctx, `SELECT epoch FROM cache_epoch WHERE id = 1`).Scan(&n); err != nil {

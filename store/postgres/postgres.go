@@ -28,8 +28,8 @@
 // transaction that holds the row locks it decides on, so it is race-free
 // across processes, not only goroutines: a confirmation is consumed with
 // UPDATE … WHERE id = (SELECT … FOR UPDATE SKIP LOCKED) AND used_at IS NULL;
-// device decisions, key rotation and revocation, and secret updates are
-// conditional UPDATEs on the row's current state; the outbox is claimed
+// device decisions, key rotation and revocation, secret updates and budget
+// reservations are conditional UPDATEs on the row's current state; the outbox is claimed
 // with FOR UPDATE SKIP LOCKED; Bootstrap runs under a transaction-scoped
 // advisory lock. Transactions run at READ COMMITTED; one that loses a
 // serialization or deadlock race is retried a few times, then reported as
@@ -39,8 +39,10 @@
 //
 // The single row of cache_epoch is advanced by statement-level triggers on
 // every insert, update, delete or truncate of api_keys, devices, policies,
-// secrets and secret_versions, in the same transaction, whichever process
-// makes the change, so in-memory caches of those tables stay exact.
+// secrets, secret_versions, model_providers, privacy_rules and budgets, in
+// the same transaction, whichever process makes the change, so in-memory
+// caches of those tables stay exact. Budget counters change on every
+// gateway request and have no trigger.
 //
 // # Errors
 //

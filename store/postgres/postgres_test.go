@@ -363,6 +363,9 @@ func TestStore_DatabaseDown(t *testing.T) {
 			check("ConsumeConfirmation", err)
 			_, err = s.CacheEpoch(ctx)
 			check("CacheEpoch", err)
+			_, err = s.ReserveBudget(ctx, org.ID, "", 10, storetest.Now)
+			check("ReserveBudget", err)
+			check("AppendUsage", s.AppendUsage(ctx, []*custos.UsageRecord{storetest.NewUsage(org.ID, "", "m", 1, 1, storetest.Now)}))
 			check("Ping", s.Ping(ctx))
 		}
 
@@ -408,6 +411,15 @@ func TestStore_CacheEpochTriggers(t *testing.T) {
 		if err := s.CreatePolicy(ctx, p, storetest.NewEvent(org.ID, custos.ActionPolicyAdd)); err != nil {
 			t.Fatal(err)
 		}
+		storetest.MustCreateProvider(t, s, storetest.NewProvider(org.ID, "openai", 0))
+		if err := s.PutPrivacyRule(ctx, &custos.PrivacyRule{OrgID: org.ID, Scope: custos.ScopeOrg, Mode: custos.PrivacyNormal, UpdatedAt: storetest.Now},
+			storetest.NewEvent(org.ID, custos.ActionPrivacySet)); err != nil {
+			t.Fatal(err)
+		}
+		storetest.MustPutBudget(t, s, org.ID, "", custos.PeriodDay, 100)
+		if _, err := s.ReserveBudget(ctx, org.ID, owner.ID, 10, storetest.Now); err != nil {
+			t.Fatal(err)
+		}
 		schema := mustParse(t, u).Query().Get("search_path")
 		for _, sql := range []string{
 			`UPDATE ` + schema + `.api_keys SET name = 'renamed' WHERE org_id = $1`,
@@ -416,6 +428,10 @@ func TestStore_CacheEpochTriggers(t *testing.T) {
 			`UPDATE ` + schema + `.secrets SET description = 'x' WHERE org_id = $1`,
 			`DELETE FROM ` + schema + `.policies WHERE org_id = $1`,
 			`DELETE FROM ` + schema + `.secrets WHERE org_id = $1`,
+			`UPDATE ` + schema + `.model_providers SET priority = 5 WHERE org_id = $1`,
+			`UPDATE ` + schema + `.privacy_rules SET mode = 'offline' WHERE org_id = $1`,
+			`UPDATE ` + schema + `.budgets SET token_limit = 50 WHERE org_id = $1`,
+			`DELETE FROM ` + schema + `.model_providers WHERE org_id = $1`,
 		} {
 			e := storetest.MustCacheEpoch(t, s)
 			mustExec(t, sql, org.ID)
@@ -423,7 +439,18 @@ func TestStore_CacheEpochTriggers(t *testing.T) {
 				t.Fatalf("%s: epoch=%d, want more than %d", sql, got, e)
 			}
 		}
-		storetest.MustVerifyChain(t, s, org.ID, 4)
+		// Budget counters and usage records have no trigger.
+		for _, sql := range []string{
+			`UPDATE ` + schema + `.budget_counters SET spent = spent + 1 WHERE org_id = $1`,
+			`DELETE FROM ` + schema + `.usage_records WHERE org_id = $1`,
+		} {
+			e := storetest.MustCacheEpoch(t, s)
+			mustExec(t, sql, org.ID)
+			if got := storetest.MustCacheEpoch(t, s); got != e {
+				t.Fatalf("%s: epoch=%d, want %d", sql, got, e)
+			}
+		}
+		storetest.MustVerifyChain(t, s, org.ID, 7)
 	})
 }
 

@@ -234,40 +234,64 @@ func (s *Store) DeleteSecret(ctx context.Context, orgID, project, name string, e
 	})
 }
 
-// RewrapDEKs calls fn for every stored version's wrapped DEK and stores what
-// it returns, all in one transaction; any error (or panic) of fn rolls
-// everything back. Returns how many were rewrapped.
+// RewrapDEKs calls fn for every stored version's wrapped DEK, then every
+// model provider's, and stores what it returns, all in one transaction; any
+// error (or panic) of fn rolls everything back. Returns how many were
+// rewrapped.
 func (s *Store) RewrapDEKs(ctx context.Context, fn func(wrapped []byte, keeperID string) ([]byte, string, error)) (int, error) {
 	var count int
 	err := s.tx(ctx, "rewrap keys", func(tx pgx.Tx) error {
 		type row struct {
-			secretID string
-			version  int
+			id       string // secret id or provider id
+			version  int    // 0 for a provider
 			wrapped  []byte
 			keeperID string
 		}
-		// FOR UPDATE: a concurrent writer of a version waits for the rewrap
-		// instead of losing its update.
+		// FOR UPDATE: a concurrent writer of a version or provider waits for
+		// the rewrap instead of losing its update.
 		rows, err := tx.Query(ctx, `SELECT secret_id, version, wrapped_dek, keeper_id FROM secret_versions
 			ORDER BY secret_id, version FOR UPDATE`)
 		if err != nil {
 			return err
 		}
-		all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+		versions, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
 			var x row
-			return x, r.Scan(&x.secretID, &x.version, &x.wrapped, &x.keeperID)
+			return x, r.Scan(&x.id, &x.version, &x.wrapped, &x.keeperID)
+		})
+		if err != nil {
+			return err
+		}
+		rows, err = tx.Query(ctx, `SELECT id, wrapped_dek, keeper_id FROM model_providers
+			WHERE wrapped_dek IS NOT NULL ORDER BY id FOR UPDATE`)
+		if err != nil {
+			return err
+		}
+		providers, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			return x, r.Scan(&x.id, &x.wrapped, &x.keeperID)
 		})
 		if err != nil {
 			return err
 		}
 		count = 0
-		for _, r := range all {
+		for _, r := range versions {
 			wrapped, keeperID, err := callRewrap(fn, r.wrapped, r.keeperID)
 			if err != nil {
-				return fmt.Errorf("rewrap version %d of secret %s: %w", r.version, r.secretID, err)
+				return fmt.Errorf("rewrap version %d of secret %s: %w", r.version, r.id, err)
 			}
 			if _, err := tx.Exec(ctx, `UPDATE secret_versions SET wrapped_dek = $1, keeper_id = $2 WHERE secret_id = $3 AND version = $4`,
-				blob(wrapped), keeperID, r.secretID, r.version); err != nil {
+				blob(wrapped), keeperID, r.id, r.version); err != nil {
+				return err
+			}
+			count++
+		}
+		for _, r := range providers {
+			wrapped, keeperID, err := callRewrap(fn, r.wrapped, r.keeperID)
+			if err != nil {
+				return fmt.Errorf("rewrap key of provider %s: %w", r.id, err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE model_providers SET wrapped_dek = $1, keeper_id = $2 WHERE id = $3`,
+				blob(wrapped), keeperID, r.id); err != nil {
 				return err
 			}
 			count++

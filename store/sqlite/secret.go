@@ -256,44 +256,68 @@ func (s *Store) DeleteSecret(ctx context.Context, orgID, project, name string, e
 	})
 }
 
-// RewrapDEKs calls fn for every stored version's wrapped DEK and stores what
-// it returns, all in one transaction; any error rolls everything back.
-// Returns how many were rewrapped.
+// RewrapDEKs calls fn for every stored version's wrapped DEK, then every
+// model provider's, and stores what it returns, all in one transaction; any
+// error rolls everything back. Returns how many were rewrapped.
 func (s *Store) RewrapDEKs(ctx context.Context, fn func(wrapped []byte, keeperID string) ([]byte, string, error)) (int, error) {
 	var count int
 	err := s.write(ctx, func(w *wtx) error {
 		type row struct {
-			secretID string
-			version  int
+			id       string // secret id or provider id
+			version  int    // 0 for a provider
 			wrapped  []byte
 			keeperID string
 		}
-		rows, err := w.query(`SELECT secret_id, version, wrapped_dek, keeper_id FROM secret_versions ORDER BY secret_id, version`)
-		if err != nil {
-			return fmt.Errorf("list wrapped keys: %w", err)
-		}
-		var all []row
-		for rows.Next() {
-			var r row
-			if err := rows.Scan(&r.secretID, &r.version, &r.wrapped, &r.keeperID); err != nil {
-				_ = rows.Close()
-				return fmt.Errorf("list wrapped keys: %w", err)
+		read := func(query string, provider bool) ([]row, error) {
+			rows, err := w.query(query)
+			if err != nil {
+				return nil, fmt.Errorf("list wrapped keys: %w", err)
 			}
-			all = append(all, r)
+			defer rows.Close()
+			var all []row
+			for rows.Next() {
+				var r row
+				dest := []any{&r.id, &r.version, &r.wrapped, &r.keeperID}
+				if provider {
+					dest = []any{&r.id, &r.wrapped, &r.keeperID}
+				}
+				if err := rows.Scan(dest...); err != nil {
+					return nil, fmt.Errorf("list wrapped keys: %w", err)
+				}
+				all = append(all, r)
+			}
+			if err := rows.Err(); err != nil {
+				return nil, fmt.Errorf("list wrapped keys: %w", err)
+			}
+			return all, nil
 		}
-		if err := rows.Err(); err != nil {
-			_ = rows.Close()
-			return fmt.Errorf("list wrapped keys: %w", err)
+		versions, err := read(`SELECT secret_id, version, wrapped_dek, keeper_id FROM secret_versions ORDER BY secret_id, version`, false)
+		if err != nil {
+			return err
 		}
-		_ = rows.Close()
+		providers, err := read(`SELECT id, wrapped_dek, keeper_id FROM model_providers WHERE wrapped_dek IS NOT NULL ORDER BY id`, true)
+		if err != nil {
+			return err
+		}
 		count = 0
-		for _, r := range all {
+		for _, r := range versions {
 			wrapped, keeperID, err := fn(r.wrapped, r.keeperID)
 			if err != nil {
-				return fmt.Errorf("rewrap version %d of secret %s: %w", r.version, r.secretID, err)
+				return fmt.Errorf("rewrap version %d of secret %s: %w", r.version, r.id, err)
 			}
 			if _, err := w.exec(`UPDATE secret_versions SET wrapped_dek = ?, keeper_id = ? WHERE secret_id = ? AND version = ?`,
-				blob(wrapped), keeperID, r.secretID, r.version); err != nil {
+				blob(wrapped), keeperID, r.id, r.version); err != nil {
+				return fmt.Errorf("store rewrapped key: %w", err)
+			}
+			count++
+		}
+		for _, r := range providers {
+			wrapped, keeperID, err := fn(r.wrapped, r.keeperID)
+			if err != nil {
+				return fmt.Errorf("rewrap key of provider %s: %w", r.id, err)
+			}
+			if _, err := w.exec(`UPDATE model_providers SET wrapped_dek = ?, keeper_id = ? WHERE id = ?`,
+				blob(wrapped), keeperID, r.id); err != nil {
 				return fmt.Errorf("store rewrapped key: %w", err)
 			}
 			count++

@@ -312,20 +312,51 @@ func testDeleteSecret(t *testing.T, open func(t *testing.T) custos.Store) {
 }
 
 func testRewrapDEKs(t *testing.T, open func(t *testing.T) custos.Store) {
-	// Ensure every wrapped DEK is replaced, ciphertext untouched.
+	// Ensure every wrapped DEK, of secret versions and of model providers'
+	// keys, is replaced, ciphertext untouched, and a provider without a key
+	// is left alone.
 	t.Run("OK", func(t *testing.T) {
 		ctx := context.Background()
 		s := open(t)
 		org, _ := MustBootstrap(t, s)
 		MustCreateSecret(t, s, org.ID, "web", "A", nil, "a")
 		MustCreateSecret(t, s, org.ID, "web", "B", nil, "b")
+		MustCreateProvider(t, s, NewProvider(org.ID, "openai", 0))
+		MustCreateProvider(t, s, NewProvider("org_0000000000000000", "anthropic", 0))
+		local := &custos.ModelProvider{ID: custos.NewID("prv"), OrgID: org.ID, Name: "ollama", Kind: custos.ProviderLocal,
+			BaseURL: "http://127.0.0.1:11434/v1", Priority: 1, CreatedAt: Now}
+		MustCreateProvider(t, s, local)
 		n, err := s.RewrapDEKs(ctx, func(wrapped []byte, keeperID string) ([]byte, string, error) {
+			if keeperID != "local:1" {
+				return nil, "", fmt.Errorf("keeper %q", keeperID)
+			}
 			return append([]byte("new-"), wrapped...), "local:2", nil
 		})
 		if err != nil {
 			t.Fatal(err)
-		} else if got, want := n, 2; got != want {
+		} else if got, want := n, 4; got != want {
 			t.Fatalf("rewrapped=%d, want %d", got, want)
+		}
+		for _, orgID := range []string{org.ID, "org_0000000000000000"} {
+			ps, err := s.ListProviders(ctx, orgID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range ps {
+				if !p.HasKey {
+					if p.WrappedDEK != nil || p.KeeperID != "" {
+						t.Fatalf("provider %s without key: wrapped=%q keeper=%q", p.Name, p.WrappedDEK, p.KeeperID)
+					}
+					continue
+				}
+				if got, want := string(p.WrappedDEK), "new-dek-"+p.Name; got != want {
+					t.Fatalf("provider %s: wrapped=%q, want %q", p.Name, got, want)
+				} else if got, want := p.KeeperID, "local:2"; got != want {
+					t.Fatalf("provider %s: keeper=%q, want %q", p.Name, got, want)
+				} else if got, want := string(p.Ciphertext), "ct-"+p.Name; got != want {
+					t.Fatalf("provider %s: ciphertext=%q, want %q", p.Name, got, want)
+				}
+			}
 		}
 		secs, err := s.LoadSecrets(ctx, org.ID, "web", nil)
 		if err != nil {
@@ -341,27 +372,40 @@ func testRewrapDEKs(t *testing.T, open func(t *testing.T) custos.Store) {
 		}
 	})
 
-	// Ensure one failure rolls every rewrap back.
+	// Ensure one failure, on a secret version or a provider's key, rolls
+	// every rewrap back.
 	t.Run("ErrRollback", func(t *testing.T) {
 		ctx := context.Background()
 		s := open(t)
 		org, _ := MustBootstrap(t, s)
 		MustCreateSecret(t, s, org.ID, "web", "A", nil, "a")
 		MustCreateSecret(t, s, org.ID, "web", "B", nil, "b")
-		calls := 0
-		_, err := s.RewrapDEKs(ctx, func(wrapped []byte, keeperID string) ([]byte, string, error) {
-			if calls++; calls == 2 {
-				return nil, "", custos.Errorf(custos.EUNAVAILABLE, "keeper down")
+		MustCreateProvider(t, s, NewProvider(org.ID, "openai", 0))
+		MustCreateProvider(t, s, NewProvider(org.ID, "anthropic", 1))
+		for _, failAt := range []int{2, 4} {
+			calls := 0
+			_, err := s.RewrapDEKs(ctx, func(wrapped []byte, keeperID string) ([]byte, string, error) {
+				if calls++; calls == failAt {
+					return nil, "", custos.Errorf(custos.EUNAVAILABLE, "keeper down")
+				}
+				return []byte("new"), "local:2", nil
+			})
+			if got, want := code(err), custos.EUNAVAILABLE; got != want {
+				t.Fatalf("failing call %d: code=%q, want %q (%v)", failAt, got, want, err)
 			}
-			return []byte("new"), "local:2", nil
-		})
-		if got, want := code(err), custos.EUNAVAILABLE; got != want {
-			t.Fatalf("code=%q, want %q (%v)", got, want, err)
-		}
-		secs, _ := s.LoadSecrets(ctx, org.ID, "web", nil)
-		for _, sec := range secs {
-			if got, want := sec.Current.KeeperID, "local:1"; got != want {
-				t.Fatalf("keeper=%q, want %q", got, want)
+			secs, _ := s.LoadSecrets(ctx, org.ID, "web", nil)
+			for _, sec := range secs {
+				if got, want := sec.Current.KeeperID, "local:1"; got != want {
+					t.Fatalf("failing call %d: keeper=%q, want %q", failAt, got, want)
+				}
+			}
+			ps, _ := s.ListProviders(ctx, org.ID)
+			for _, p := range ps {
+				if got, want := p.KeeperID, "local:1"; got != want {
+					t.Fatalf("failing call %d: provider %s: keeper=%q, want %q", failAt, p.Name, got, want)
+				} else if got, want := string(p.WrappedDEK), "dek-"+p.Name; got != want {
+					t.Fatalf("failing call %d: provider %s: wrapped=%q, want %q", failAt, p.Name, got, want)
+				}
 			}
 		}
 	})

@@ -133,6 +133,46 @@ func RunShared(t *testing.T, open2 func(t *testing.T) (custos.Store, custos.Stor
 		}
 	})
 
+	// Ensure concurrent reservations of one budget through both stores
+	// never overshoot it.
+	t.Run("BudgetStore_ReserveBudget", func(t *testing.T) {
+		a, b := open2(t)
+		testSharedReserve(t, a, b)
+	})
+
+	// Ensure a budget, provider or privacy rule changed through one store
+	// advances the cache epoch the other reads.
+	t.Run("CacheEpoch_Gateway", func(t *testing.T) {
+		ctx := context.Background()
+		a, b := open2(t)
+		org, owner := MustBootstrap(t, a)
+		for _, step := range []struct {
+			what string
+			fn   func() error
+		}{
+			{"PutBudget", func() error {
+				return a.PutBudget(ctx, &custos.Budget{OrgID: org.ID, Period: custos.PeriodDay, Limit: 5, UpdatedAt: Now}, nil)
+			}},
+			{"CreateProvider", func() error { return a.CreateProvider(ctx, NewProvider(org.ID, "openai", 0), nil) }},
+			{"PutPrivacyRule", func() error {
+				return a.PutPrivacyRule(ctx, &custos.PrivacyRule{OrgID: org.ID, Scope: custos.ScopeOrg, Mode: custos.PrivacyOffline, UpdatedAt: Now}, nil)
+			}},
+		} {
+			e := MustCacheEpoch(t, b)
+			if err := step.fn(); err != nil {
+				t.Fatalf("%s: %v", step.what, err)
+			} else if got := MustCacheEpoch(t, b); got <= e {
+				t.Fatalf("%s: epoch seen by the other store=%d, want more than %d", step.what, got, e)
+			}
+		}
+		e := MustCacheEpoch(t, b)
+		if _, err := a.ReserveBudget(ctx, org.ID, owner.ID, 5, Now); err != nil {
+			t.Fatal(err)
+		} else if got := MustCacheEpoch(t, b); got != e {
+			t.Fatalf("epoch after a reservation=%d, want %d", got, e)
+		}
+	})
+
 	// Ensure concurrent claimers on both stores take each message once.
 	t.Run("OutboxStore", func(t *testing.T) {
 		ctx := context.Background()

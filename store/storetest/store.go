@@ -287,8 +287,9 @@ func testTimes(t *testing.T, open func(t *testing.T) custos.Store) {
 }
 
 func testCacheEpoch(t *testing.T, open func(t *testing.T) custos.Store) {
-	// Ensure every change to keys, devices, policies, secrets and secret
-	// versions advances the epoch.
+	// Ensure every change to keys, devices, policies, secrets, secret
+	// versions, model providers, privacy rules and budgets advances the
+	// epoch.
 	t.Run("OK", func(t *testing.T) {
 		ctx := context.Background()
 		s := open(t)
@@ -339,10 +340,39 @@ func testCacheEpoch(t *testing.T, open func(t *testing.T) custos.Store) {
 		step("DeleteSecret", func() error {
 			return s.DeleteSecret(ctx, org.ID, "web", "A", NewEvent(org.ID, custos.ActionSecretDelete))
 		})
+		step("CreateProvider", func() error {
+			return s.CreateProvider(ctx, NewProvider(org.ID, "openai", 0), NewEvent(org.ID, custos.ActionProviderAdd))
+		})
+		step("RewrapDEKs of a provider", func() error {
+			_, err := s.RewrapDEKs(ctx, func(w []byte, _ string) ([]byte, string, error) { return w, "local:3", nil })
+			return err
+		})
+		step("DeleteProvider", func() error {
+			return s.DeleteProvider(ctx, org.ID, "openai", NewEvent(org.ID, custos.ActionProviderRemove))
+		})
+		rule := &custos.PrivacyRule{OrgID: org.ID, Scope: custos.ScopeProject, Target: "web", Mode: custos.PrivacySensitive, UpdatedAt: Now}
+		step("PutPrivacyRule", func() error { return s.PutPrivacyRule(ctx, rule, NewEvent(org.ID, custos.ActionPrivacySet)) })
+		step("PutPrivacyRule again", func() error {
+			rule.Mode = custos.PrivacyOffline
+			return s.PutPrivacyRule(ctx, rule, NewEvent(org.ID, custos.ActionPrivacySet))
+		})
+		step("DeletePrivacyRule", func() error {
+			return s.DeletePrivacyRule(ctx, org.ID, custos.ScopeProject, "web", NewEvent(org.ID, custos.ActionPrivacyRemove))
+		})
+		b := &custos.Budget{OrgID: org.ID, Period: custos.PeriodDay, Limit: 100, UpdatedAt: Now}
+		step("PutBudget", func() error { return s.PutBudget(ctx, b, NewEvent(org.ID, custos.ActionBudgetSet)) })
+		step("PutBudget again", func() error {
+			b.Limit = 200
+			return s.PutBudget(ctx, b, NewEvent(org.ID, custos.ActionBudgetSet))
+		})
+		step("DeleteBudget", func() error {
+			return s.DeleteBudget(ctx, org.ID, "", custos.PeriodDay, NewEvent(org.ID, custos.ActionBudgetRemove))
+		})
 	})
 
-	// Ensure audit appends, sessions, confirmations, the outbox, meta values
-	// and reads leave the epoch alone.
+	// Ensure audit appends, sessions, confirmations, the outbox, meta
+	// values, budget reservations and settlements, usage records and reads
+	// leave the epoch alone.
 	t.Run("Unchanged", func(t *testing.T) {
 		ctx := context.Background()
 		s := open(t)
@@ -377,6 +407,25 @@ func testCacheEpoch(t *testing.T, open func(t *testing.T) custos.Store) {
 		_, err = s.FindKeyByHash(ctx, owner.Hash)
 		step("FindKeyByHash", err)
 		step("Ping", s.Ping(ctx))
+
+		// Budget counters and usage records change on every gateway request.
+		if err := s.PutBudget(ctx, &custos.Budget{OrgID: org.ID, Period: custos.PeriodDay, Limit: 100, UpdatedAt: Now}, nil); err != nil {
+			t.Fatal(err)
+		}
+		e = MustCacheEpoch(t, s)
+		r, err := s.ReserveBudget(ctx, org.ID, owner.ID, 10, Now)
+		step("ReserveBudget", err)
+		_, err = s.ReserveBudget(ctx, org.ID, owner.ID, 1000, Now)
+		if code(err) != custos.ERATELIMITED {
+			t.Fatalf("ReserveBudget over the limit: %v, want rate limited", err)
+		}
+		step("ReserveBudget refused", nil)
+		step("SettleBudget", s.SettleBudget(ctx, r, 5))
+		_, err = s.ListBudgets(ctx, org.ID, Now)
+		step("ListBudgets", err)
+		step("AppendUsage", s.AppendUsage(ctx, []*custos.UsageRecord{NewUsage(org.ID, owner.ID, "m", 1, 1, Now)}))
+		_, err = s.PurgeUsage(ctx, Now.Add(time.Hour))
+		step("PurgeUsage", err)
 	})
 
 	// Ensure a rejected change does not advance the epoch.
@@ -408,6 +457,9 @@ func testCacheEpoch(t *testing.T, open func(t *testing.T) custos.Store) {
 		step("DeletePolicy unknown", s.DeletePolicy(ctx, org.ID, "pol_0000000000000000", NewEvent(org.ID, custos.ActionPolicyRemove)))
 		_, err = s.RewrapDEKs(ctx, func([]byte, string) ([]byte, string, error) { return nil, "", errors.New("keeper down") })
 		step("RewrapDEKs failing", err)
+		step("DeleteProvider unknown", s.DeleteProvider(ctx, org.ID, "nope", NewEvent(org.ID, custos.ActionProviderRemove)))
+		step("DeletePrivacyRule unknown", s.DeletePrivacyRule(ctx, org.ID, custos.ScopeOrg, "", NewEvent(org.ID, custos.ActionPrivacyRemove)))
+		step("DeleteBudget unknown", s.DeleteBudget(ctx, org.ID, "", custos.PeriodDay, NewEvent(org.ID, custos.ActionBudgetRemove)))
 		MustVerifyChain(t, s, org.ID, 3)
 	})
 }

@@ -64,6 +64,11 @@ var parts = []part{
 	{"SessionStore_ConsumeConfirmation", testConsumeConfirmation},
 	{"AuditStore", testAuditStore},
 	{"OutboxStore", testOutboxStore},
+	{"ProviderStore", testProviderStore},
+	{"PrivacyStore", testPrivacyStore},
+	{"BudgetStore", testBudgetStore},
+	{"BudgetStore_ReserveConcurrent", testReserveConcurrent},
+	{"UsageStore", testUsageStore},
 }
 
 // Run runs the whole suite against stores made by open. Each call of open
