@@ -68,6 +68,12 @@ type Config struct {
 	// ConnectTimeout bounds establishing one TCP connection. Zero means
 	// DefaultConnectTimeout.
 	ConnectTimeout time.Duration
+	// HeaderTimeout bounds the wait for the response headers after the
+	// request is written (the first byte). Zero means Timeout.
+	HeaderTimeout time.Duration
+	// IdleConnsPerHost is how many idle keep-alive connections are kept per
+	// host. Zero means 10.
+	IdleConnsPerHost int
 }
 
 // BlockedError is the error for a refused destination. It never contains a
@@ -117,6 +123,8 @@ type policy struct {
 	offline        bool
 	timeout        time.Duration
 	connectTimeout time.Duration
+	headerTimeout  time.Duration
+	idlePerHost    int
 }
 
 func compile(cfg Config) (*policy, error) {
@@ -124,8 +132,10 @@ func compile(cfg Config) (*policy, error) {
 		offline:        cfg.Offline,
 		timeout:        cfg.Timeout,
 		connectTimeout: cfg.ConnectTimeout,
+		headerTimeout:  cfg.HeaderTimeout,
+		idlePerHost:    cfg.IdleConnsPerHost,
 	}
-	if p.timeout < 0 || p.connectTimeout < 0 {
+	if p.timeout < 0 || p.connectTimeout < 0 || p.headerTimeout < 0 || p.idlePerHost < 0 {
 		return nil, errors.New("egress: negative timeout")
 	}
 	if p.timeout == 0 {
@@ -133,6 +143,12 @@ func compile(cfg Config) (*policy, error) {
 	}
 	if p.connectTimeout == 0 {
 		p.connectTimeout = DefaultConnectTimeout
+	}
+	if p.headerTimeout == 0 {
+		p.headerTimeout = p.timeout
+	}
+	if p.idlePerHost == 0 {
+		p.idlePerHost = 10
 	}
 	for _, h := range cfg.AllowHosts {
 		hp, err := parseHostPattern(h)
@@ -414,7 +430,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 func (t *transport) CloseIdleConnections() { t.rt.CloseIdleConnections() }
 
 // NewClient returns an *http.Client enforcing cfg. It fails if cfg is
-// invalid (a bad CIDR or host pattern, a negative timeout).
+// invalid (a bad CIDR or host pattern, a negative timeout or count).
 func NewClient(cfg Config) (*http.Client, error) {
 	p, err := compile(cfg)
 	if err != nil {
@@ -425,11 +441,11 @@ func NewClient(cfg Config) (*http.Client, error) {
 		DialContext:            p.dialContext,
 		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
 		ForceAttemptHTTP2:      true,
-		MaxIdleConns:           100,
-		MaxIdleConnsPerHost:    10,
+		MaxIdleConns:           max(100, p.idlePerHost),
+		MaxIdleConnsPerHost:    p.idlePerHost,
 		IdleConnTimeout:        90 * time.Second,
 		TLSHandshakeTimeout:    10 * time.Second,
-		ResponseHeaderTimeout:  p.timeout,
+		ResponseHeaderTimeout:  p.headerTimeout,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
 	}

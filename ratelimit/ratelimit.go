@@ -120,6 +120,10 @@ type Config struct {
 	PerKey            Limit // requests per authenticated API key
 	PerIP             Limit // requests per client IP, checked before authentication
 	AuthFailuresPerIP Limit // failed authentications per client IP; past it, the IP is refused
+	// Namespace prefixes the per-IP and per-key counters, so a second
+	// limiter (the model gateway's, with stricter limits) counts on its
+	// own. Failed authentications are counted together whatever it says.
+	Namespace string
 }
 
 // DefaultConfig returns the defaults: 3000 requests a minute per key, 6000 a
@@ -197,14 +201,14 @@ func (l *Limiter) Config() Config { return l.cfg }
 // AllowIP counts one request from ip against the per-IP limit. If the limit
 // is exceeded it returns ok false and the time until the window ends.
 func (l *Limiter) AllowIP(ctx context.Context, ip string) (retryAfter time.Duration, ok bool) {
-	return l.allow(ctx, l.cfg.PerIP, prefixIP+ipKey(ip))
+	return l.allow(ctx, l.cfg.PerIP, l.cfg.Namespace+prefixIP+ipKey(ip))
 }
 
 // AllowKey counts one request of API key keyID against the per-key limit. If
 // the limit is exceeded it returns ok false and the time until the window
 // ends.
 func (l *Limiter) AllowKey(ctx context.Context, keyID string) (retryAfter time.Duration, ok bool) {
-	return l.allow(ctx, l.cfg.PerKey, prefixKey+keyID)
+	return l.allow(ctx, l.cfg.PerKey, l.cfg.Namespace+prefixKey+keyID)
 }
 
 // AuthBlocked reports whether ip has failed authentication as many times as
