@@ -1,24 +1,26 @@
 // Package gateway is the model gateway of custos: an OpenAI- and
 // Anthropic-compatible HTTP front that authenticates the caller with its
-// custos API key, redacts secrets and personal data from the request,
-// forwards it to the configured provider with the team's own provider key,
-// and returns the answer (streamed or not) with the placeholders restored.
-// It keeps usage metadata only, never content.
+// custos API key, applies the privacy mode, redacts secrets and personal
+// data from the request, reserves the request's worst case against the
+// token budgets, forwards it through the egress client to the configured
+// provider with the team's own provider key (falling back to the next
+// provider when one fails before the first byte), and returns the answer
+// (streamed or not) with the placeholders restored. It keeps usage metadata
+// only, never content.
 package gateway
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/egress"
+	"github.com/custos-dev/custos/ratelimit"
 	"github.com/custos-dev/custos/redact"
 )
 
@@ -51,46 +53,129 @@ type Provider struct {
 	// Models are the model names routed here: exact names, or prefixes
 	// ending in "*".
 	Models []string
-	// Local marks a provider on the local network or machine.
+	// Local marks a provider on the local network or machine. Only local
+	// providers may be reached at non-public addresses, and they only at
+	// non-public addresses.
 	Local bool
 }
 
-// Usage is the metadata of one forwarded request. It never holds content.
-type Usage struct {
-	KeyID      string        `json:"key_id"`
-	OrgID      string        `json:"org_id"`
-	Provider   string        `json:"provider"`
-	Model      string        `json:"model"`
-	TokensIn   int           `json:"tokens_in"`
-	TokensOut  int           `json:"tokens_out"`
-	Latency    time.Duration `json:"latency"`
-	Status     int           `json:"status"`
-	Redactions int           `json:"redactions"`
-	Stream     bool          `json:"stream"`
-	Time       time.Time     `json:"time"`
+// Default base URLs of the provider kinds of custos.ModelProvider.
+var DefaultBaseURLs = map[string]string{
+	custos.ProviderOpenAI:    "https://api.openai.com/v1",
+	custos.ProviderAnthropic: "https://api.anthropic.com",
+	custos.ProviderGoogle:    "https://generativelanguage.googleapis.com/v1beta/openai",
 }
+
+// FromModelProvider returns the gateway's view of a stored provider whose
+// key, opened, is apiKey.
+func FromModelProvider(p *custos.ModelProvider, apiKey string) Provider {
+	g := Provider{Name: p.Name, Kind: KindOpenAI, BaseURL: p.BaseURL, APIKey: apiKey, Models: p.Models, Local: p.Local()}
+	if p.Kind == custos.ProviderAnthropic {
+		g.Kind = KindAnthropic
+	}
+	if g.BaseURL == "" {
+		g.BaseURL = DefaultBaseURLs[p.Kind]
+	}
+	return g
+}
+
+// Setup is what the gateway serves for one org: its providers in routing
+// order, its redaction engine (with the org's stored secret values as known
+// values) and its privacy rules.
+type Setup struct {
+	Providers []Provider
+	Engine    *redact.Engine // nil forwards requests unredacted (never to a cloud provider in sensitive mode)
+	Privacy   []*custos.PrivacyRule
+}
+
+// Budgets reserves and settles tokens (custos.BudgetStore does).
+type Budgets interface {
+	ReserveBudget(ctx context.Context, orgID, keyID string, tokens int64, now time.Time) (*custos.Reservation, error)
+	SettleBudget(ctx context.Context, r *custos.Reservation, used int64) error
+}
+
+// KnownHit reports stored secret values found in a request.
+type KnownHit struct {
+	Key      *custos.APIKey
+	Names    []string // the secrets' names, never their values
+	Blocked  bool     // the request was refused, not redacted
+	Model    string
+	Provider string
+	IP       string
+}
+
+// OnSecret values: what the gateway does when a request holds the value of
+// a stored secret.
+const (
+	OnSecretRedact = "redact" // replace it with a placeholder and forward
+	OnSecretBlock  = "block"  // refuse the request with 403
+)
 
 // Config configures a gateway handler.
 type Config struct {
 	// Keys authenticates the caller's custos API key.
 	Keys custos.KeyService
-	// Providers are routed by model name or prefix; the first match wins.
+	// Resolve returns the setup of the caller's org. Nil means the static
+	// setup of Providers and Engine for every caller.
+	Resolve func(ctx context.Context, key *custos.APIKey) (*Setup, error)
+	// Providers are routed by model name or prefix, in order; later
+	// matches are fallbacks. Used when Resolve is nil.
 	Providers []Provider
-	// Engine redacts requests; nil forwards them unchanged.
+	// Engine redacts requests when Resolve is nil; nil forwards them
+	// unchanged.
 	Engine *redact.Engine
-	// Client sends the outbound requests (the egress client); nil means
-	// http.DefaultClient.
-	Client *http.Client
-	// OnUsage receives the usage of every forwarded request; nil drops it.
-	OnUsage func(Usage)
+	// Egress is the outbound policy for cloud providers (AllowHosts,
+	// ConnectTimeout; AllowPrivate only for an operator's internal
+	// endpoint). Local providers get a client restricted to their own host
+	// at non-public addresses. Offline, Timeout and HeaderTimeout are
+	// ignored: they come from the privacy mode, TotalTimeout and
+	// FirstByteTimeout.
+	Egress egress.Config
+	// Mode is the server's privacy floor: no request runs looser. "" means
+	// custos.PrivacyNormal.
+	Mode string
+	// OnSecret is OnSecretRedact ("" too) or OnSecretBlock.
+	OnSecret string
+	// Budgets holds token budgets; nil means none.
+	Budgets Budgets
+	// Limiter applies the AI routes' rate limits; nil means none.
+	Limiter *ratelimit.Limiter
+	// OnUsage receives the usage of every request that reached routing;
+	// nil drops it. It must not block.
+	OnUsage func(*custos.UsageRecord)
+	// OnAuth is told which key a request authenticated with (for the
+	// server's access log); nil drops it.
+	OnAuth func(r *http.Request, key *custos.APIKey)
+	// OnKnown is told about stored secret values found in a request (to
+	// audit and notify); nil drops it.
+	OnKnown func(ctx context.Context, hit KnownHit)
 	// Logger logs failures (never content); nil means slog.Default().
 	Logger *slog.Logger
 	// MaxBody bounds a request body; zero means DefaultMaxBody.
 	MaxBody int64
+	// FirstByteTimeout bounds the wait for a provider's response headers;
+	// zero means DefaultFirstByteTimeout. TotalTimeout bounds a whole
+	// forwarded request including a stream; zero means DefaultTotalTimeout.
+	FirstByteTimeout, TotalTimeout time.Duration
+	// BreakerFailures consecutive failures (connection errors, timeouts,
+	// 5xx) open a provider's circuit for BreakerOpenFor; zero means the
+	// defaults.
+	BreakerFailures uint32
+	BreakerOpenFor  time.Duration
+	// DefaultMaxOutput is the output tokens reserved for a request that
+	// sets no max_tokens; zero means 4096.
+	DefaultMaxOutput int64
 }
 
-// DefaultMaxBody is the default limit on a request body.
-const DefaultMaxBody = 4 << 20
+// Defaults of Config.
+const (
+	DefaultMaxBody          = 4 << 20
+	DefaultFirstByteTimeout = 2 * time.Minute
+	DefaultTotalTimeout     = 15 * time.Minute
+	DefaultBreakerFailures  = 5
+	DefaultBreakerOpenFor   = 30 * time.Second
+	DefaultMaxOutput        = 4096
+)
 
 // wire is the format of the caller.
 type wire int
@@ -100,39 +185,89 @@ const (
 	wireAnthropic
 )
 
-type handler struct {
-	cfg    Config
-	client *http.Client
-	log    *slog.Logger
+// Handler is the gateway. It is an http.Handler.
+type Handler struct {
+	cfg   Config
+	log   *slog.Logger
+	mux   *http.ServeMux
+	cloud *http.Client
+
+	mu       sync.RWMutex
+	locals   map[string]*http.Client // local provider host → client
+	breakers map[string]*breaker     // provider identity → breaker
 }
 
-// NewHandler returns the gateway handler. It serves POST /v1/chat/completions
-// and GET /v1/models (OpenAI format; Anthropic format when the request
-// carries anthropic-version), POST /v1/messages and POST
-// /v1/messages/count_tokens (Anthropic format).
-func NewHandler(cfg Config) http.Handler {
-	h := &handler{cfg: cfg, client: cfg.Client, log: cfg.Logger}
-	if h.client == nil {
-		h.client = http.DefaultClient
-	}
+// NewHandler returns the gateway handler. It serves POST
+// /v1/chat/completions, POST /v1/embeddings and GET /v1/models (OpenAI
+// format; /v1/models answers in Anthropic format when the request carries
+// anthropic-version), POST /v1/messages and POST /v1/messages/count_tokens
+// (Anthropic format). It fails if cfg.Egress is invalid.
+func NewHandler(cfg Config) (*Handler, error) {
+	h := &Handler{cfg: cfg, log: cfg.Logger, locals: map[string]*http.Client{}, breakers: map[string]*breaker{}}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
-	if h.cfg.MaxBody <= 0 {
-		h.cfg.MaxBody = DefaultMaxBody
+	c := &h.cfg
+	if c.MaxBody <= 0 {
+		c.MaxBody = DefaultMaxBody
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
-		h.proxy(w, r, wireOpenAI, "/chat/completions")
+	if c.FirstByteTimeout <= 0 {
+		c.FirstByteTimeout = DefaultFirstByteTimeout
+	}
+	if c.TotalTimeout <= 0 {
+		c.TotalTimeout = DefaultTotalTimeout
+	}
+	if c.BreakerFailures == 0 {
+		c.BreakerFailures = DefaultBreakerFailures
+	}
+	if c.BreakerOpenFor <= 0 {
+		c.BreakerOpenFor = DefaultBreakerOpenFor
+	}
+	if c.DefaultMaxOutput <= 0 {
+		c.DefaultMaxOutput = DefaultMaxOutput
+	}
+	if c.Mode == "" {
+		c.Mode = custos.PrivacyNormal
+	}
+	if custos.PrivacyRank(c.Mode) == 0 {
+		return nil, custos.Errorf(custos.EINVALID, "gateway: unknown privacy mode %q (normal, sensitive or offline)", c.Mode)
+	}
+	if c.OnSecret == "" {
+		c.OnSecret = OnSecretRedact
+	}
+	if c.OnSecret != OnSecretRedact && c.OnSecret != OnSecretBlock {
+		return nil, custos.Errorf(custos.EINVALID, "gateway: on-secret must be redact or block, not %q", c.OnSecret)
+	}
+	ec := c.Egress
+	ec.Offline = false
+	ec.Timeout, ec.HeaderTimeout, ec.IdleConnsPerHost = c.TotalTimeout, c.FirstByteTimeout, 256
+	cloud, err := egress.NewClient(ec)
+	if err != nil {
+		return nil, err
+	}
+	h.cloud = cloud
+	h.mux = http.NewServeMux()
+	h.mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
+		h.proxy(w, r, wireOpenAI, routeChat)
 	})
-	mux.HandleFunc("POST /v1/messages", func(w http.ResponseWriter, r *http.Request) {
-		h.proxy(w, r, wireAnthropic, "/v1/messages")
+	h.mux.HandleFunc("POST /v1/embeddings", func(w http.ResponseWriter, r *http.Request) {
+		h.proxy(w, r, wireOpenAI, routeEmbeddings)
 	})
-	mux.HandleFunc("POST /v1/messages/count_tokens", func(w http.ResponseWriter, r *http.Request) {
-		h.proxy(w, r, wireAnthropic, "/v1/messages/count_tokens")
+	h.mux.HandleFunc("POST /v1/messages", func(w http.ResponseWriter, r *http.Request) {
+		h.proxy(w, r, wireAnthropic, routeMessages)
 	})
-	mux.HandleFunc("GET /v1/models", h.models)
-	return mux
+	h.mux.HandleFunc("POST /v1/messages/count_tokens", func(w http.ResponseWriter, r *http.Request) {
+		h.proxy(w, r, wireAnthropic, routeCountTokens)
+	})
+	h.mux.HandleFunc("GET /v1/models", h.models)
+	return h, nil
+}
+
+// ServeHTTP implements http.Handler. One request context memoizes what
+// the services read once per request (the cache epoch), so authentication
+// and the org's setup look at one snapshot.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.mux.ServeHTTP(w, r.WithContext(custos.NewRequestContext(r.Context())))
 }
 
 // writeError answers status and msg in the caller's format.
@@ -153,13 +288,15 @@ func writeError(w http.ResponseWriter, f wire, status int, msg string) {
 		t, code := "invalid_request_error", any(nil)
 		switch status {
 		case 401:
-			t, code = "invalid_request_error", "invalid_api_key"
+			code = "invalid_api_key"
+		case 403:
+			t, code = "permission_error", "forbidden"
 		case 404:
 			code = "model_not_found"
 		case 413:
 			code = "request_too_large"
 		case 429:
-			t = "rate_limit_error"
+			t, code = "rate_limit_error", "rate_limit_exceeded"
 		default:
 			if status >= 500 {
 				t = "api_error"
@@ -173,50 +310,102 @@ func writeError(w http.ResponseWriter, f wire, status int, msg string) {
 	_, _ = w.Write(b)
 }
 
-// authenticate checks the caller's custos key.
-func (h *handler) authenticate(r *http.Request) (*custos.APIKey, error) {
+// clientIP is the address of the peer (proxies' forwarding headers are not
+// trusted, as in the API).
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// admit authenticates the caller and applies the rate limits, answering in
+// the caller's format. It returns nil when it has answered.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, f wire) *custos.APIKey {
+	lim, ip := h.cfg.Limiter, clientIP(r)
+	refuse := func(retry time.Duration, msg string) {
+		w.Header().Set("Retry-After", itoa(ratelimit.RetryAfterSeconds(retry)))
+		writeError(w, f, http.StatusTooManyRequests, msg)
+	}
+	if lim != nil {
+		if retry, ok := lim.AllowIP(r.Context(), ip); !ok {
+			refuse(retry, "Rate limit exceeded: too many model requests from this address.")
+			return nil
+		}
+		if retry, blocked := lim.AuthBlocked(r.Context(), ip); blocked {
+			refuse(retry, "Rate limit exceeded: too many failed authentications from this address.")
+			return nil
+		}
+	}
+	key, msg := h.authenticate(r)
+	if key == nil {
+		if lim != nil {
+			lim.AuthFailed(r.Context(), ip)
+		}
+		writeError(w, f, http.StatusUnauthorized, msg)
+		return nil
+	}
+	if h.cfg.OnAuth != nil {
+		h.cfg.OnAuth(r, key)
+	}
+	if lim != nil {
+		if retry, ok := lim.AllowKey(r.Context(), key.ID); !ok {
+			refuse(retry, "Rate limit exceeded: too many model requests for this API key.")
+			return nil
+		}
+	}
+	return key
+}
+
+// authenticate checks the caller's custos key: x-api-key or a bearer token.
+func (h *Handler) authenticate(r *http.Request) (*custos.APIKey, string) {
 	tok := r.Header.Get("x-api-key")
 	if a := r.Header.Get("Authorization"); tok == "" && len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 		tok = strings.TrimSpace(a[7:])
 	}
 	if tok == "" {
-		return nil, custos.Errorf(custos.EUNAUTHORIZED, "Missing custos API key.")
+		return nil, "Missing custos API key: send it as the provider API key (Authorization: Bearer or x-api-key)."
 	}
 	if h.cfg.Keys == nil {
-		return nil, custos.Errorf(custos.EUNAUTHORIZED, "Invalid custos API key.")
+		return nil, "Invalid custos API key."
 	}
-	k, err := h.cfg.Keys.Authenticate(custos.NewRequestContext(r.Context()), tok)
+	k, err := h.cfg.Keys.Authenticate(r.Context(), tok)
 	if err != nil || k == nil {
-		return nil, custos.Errorf(custos.EUNAUTHORIZED, "Invalid custos API key.")
+		return nil, "Invalid custos API key."
 	}
-	return k, nil
+	return k, ""
 }
 
-// route returns the provider serving model.
-func (h *handler) route(model string) *Provider {
-	for i := range h.cfg.Providers {
-		p := &h.cfg.Providers[i]
-		for _, m := range p.Models {
-			if m == model || (strings.HasSuffix(m, "*") && strings.HasPrefix(model, strings.TrimSuffix(m, "*"))) {
-				return p
-			}
-		}
+// setup returns the caller's org setup.
+func (h *Handler) setup(ctx context.Context, key *custos.APIKey) (*Setup, error) {
+	if h.cfg.Resolve == nil {
+		return &Setup{Providers: h.cfg.Providers, Engine: h.cfg.Engine}, nil
 	}
-	return nil
+	return h.cfg.Resolve(ctx, key)
 }
 
-// models lists the configured exact model names.
-func (h *handler) models(w http.ResponseWriter, r *http.Request) {
+// models lists the exact model names the caller may use.
+func (h *Handler) models(w http.ResponseWriter, r *http.Request) {
 	f := wireOpenAI
 	if r.Header.Get("anthropic-version") != "" {
 		f = wireAnthropic
 	}
-	if _, err := h.authenticate(r); err != nil {
-		writeError(w, f, http.StatusUnauthorized, custos.ErrorMessage(err))
+	key := h.admit(w, r, f)
+	if key == nil {
+		return
+	}
+	s, err := h.setup(r.Context(), key)
+	if err != nil {
+		h.log.Error("gateway: load the org's setup", "org_id", key.OrgID, "err", err)
+		writeError(w, f, http.StatusServiceUnavailable, "custos could not load the gateway's configuration; try again.")
 		return
 	}
 	data := []any{}
-	for _, p := range h.cfg.Providers {
+	for _, p := range s.Providers {
+		if (f == wireAnthropic) != (p.Kind == KindAnthropic) {
+			continue
+		}
 		for _, m := range p.Models {
 			if strings.HasSuffix(m, "*") {
 				continue
@@ -239,238 +428,4 @@ func (h *handler) models(w http.ResponseWriter, r *http.Request) {
 	b, _ := marshal(body)
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write(b)
-}
-
-// request is the state of one proxied request.
-type request struct {
-	h         *handler
-	f         wire
-	key       *custos.APIKey
-	prov      *Provider
-	model     string
-	stream    bool
-	sc        *scrubber
-	start     time.Time
-	upstream  time.Duration // time spent waiting on the provider
-	countOnly bool          // count_tokens: no tokens are consumed
-	usage     Usage
-}
-
-func (h *handler) proxy(w http.ResponseWriter, r *http.Request, f wire, path string) {
-	rq := &request{h: h, f: f, start: time.Now(), countOnly: strings.HasSuffix(path, "/count_tokens")}
-	key, err := h.authenticate(r)
-	if err != nil {
-		writeError(w, f, http.StatusUnauthorized, custos.ErrorMessage(err))
-		return
-	}
-	rq.key = key
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, f, http.StatusRequestEntityTooLarge, fmt.Sprintf("Request body larger than %d bytes.", h.cfg.MaxBody))
-			return
-		}
-		writeError(w, f, http.StatusBadRequest, "Could not read the request body.")
-		return
-	}
-	var body map[string]any
-	dec := json.NewDecoder(strings.NewReader(string(raw)))
-	dec.UseNumber()
-	if err := dec.Decode(&body); err != nil || body == nil {
-		writeError(w, f, http.StatusBadRequest, "The request body is not a JSON object.")
-		return
-	}
-	rq.model, _ = body["model"].(string)
-	if rq.model == "" {
-		writeError(w, f, http.StatusBadRequest, "The request names no model.")
-		return
-	}
-	rq.prov = h.route(rq.model)
-	if rq.prov == nil {
-		writeError(w, f, http.StatusNotFound, fmt.Sprintf("The model %q is not configured in custos.", rq.model))
-		return
-	}
-	if (f == wireAnthropic) != (rq.prov.Kind == KindAnthropic) {
-		writeError(w, f, http.StatusBadRequest, fmt.Sprintf("The model %q is served by provider %q, which speaks the %s format; use its endpoint.", rq.model, rq.prov.Name, rq.prov.Kind))
-		return
-	}
-	rq.stream, _ = body["stream"].(bool)
-	if rq.stream && f == wireOpenAI {
-		if _, ok := body["stream_options"]; !ok {
-			body["stream_options"] = map[string]any{"include_usage": true}
-		}
-	}
-	rq.sc = newScrubber(h.cfg.Engine)
-	for k, v := range body {
-		if k != "model" && k != "stream" {
-			body[k] = rq.sc.redactValue(v)
-		}
-	}
-	out, err := marshal(body)
-	if err != nil {
-		writeError(w, f, http.StatusBadRequest, "The request body could not be encoded.")
-		return
-	}
-	rq.usage = Usage{KeyID: key.ID, OrgID: key.OrgID, Provider: rq.prov.Name, Model: rq.model, Stream: rq.stream, Time: rq.start.UTC()}
-	if rq.sc != nil {
-		rq.usage.Redactions = rq.sc.n
-	}
-	defer rq.record()
-
-	ctx := r.Context()
-	up, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(rq.prov.BaseURL, "/")+path, strings.NewReader(string(out)))
-	if err != nil {
-		rq.fail(w, http.StatusBadGateway, fmt.Sprintf("Provider %q has an invalid base URL.", rq.prov.Name))
-		return
-	}
-	up.Header.Set("Content-Type", "application/json")
-	up.Header.Set("User-Agent", "custos-gateway")
-	if rq.prov.Kind == KindAnthropic {
-		up.Header.Set("x-api-key", rq.prov.APIKey)
-		for _, hd := range []string{"anthropic-version", "anthropic-beta"} {
-			for _, v := range r.Header.Values(hd) {
-				up.Header.Add(hd, v)
-			}
-		}
-		if up.Header.Get("anthropic-version") == "" {
-			up.Header.Set("anthropic-version", "2023-06-01")
-		}
-	} else {
-		up.Header.Set("Authorization", "Bearer "+rq.prov.APIKey)
-	}
-	if rq.stream {
-		up.Header.Set("Accept", "text/event-stream")
-	} else {
-		up.Header.Set("Accept", "application/json")
-	}
-	t0 := time.Now()
-	resp, err := h.client.Do(up) // #nosec G704 -- the URL is the operator's configured provider; Client is the egress client
-	rq.upstream = time.Since(t0)
-	if err != nil {
-		status, msg := http.StatusBadGateway, fmt.Sprintf("Provider %q is unreachable.", rq.prov.Name)
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
-			status, msg = http.StatusGatewayTimeout, fmt.Sprintf("Provider %q timed out.", rq.prov.Name)
-		}
-		h.log.Warn("gateway: upstream request failed", "provider", rq.prov.Name, "model", rq.model, "err", err)
-		rq.fail(w, status, msg)
-		return
-	}
-	defer func() { _ = resp.Body.Close() }()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		rq.upstreamError(w, resp)
-		return
-	}
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		rq.usage.Stream = true
-		rq.streamResponse(w, resp)
-		return
-	}
-	rq.jsonResponse(w, resp)
-}
-
-func (rq *request) fail(w http.ResponseWriter, status int, msg string) {
-	rq.usage.Status = status
-	writeError(w, rq.f, status, msg)
-}
-
-func (rq *request) record() {
-	rq.usage.Latency = time.Since(rq.start)
-	if rq.h.cfg.OnUsage != nil {
-		rq.h.cfg.OnUsage(rq.usage)
-	}
-}
-
-// maxUpstreamError bounds the error body read from a provider.
-const maxUpstreamError = 64 << 10
-
-// upstreamError answers a provider's non-2xx in the caller's format: 4xx
-// statuses are kept, 5xx become 502.
-func (rq *request) upstreamError(w http.ResponseWriter, resp *http.Response) {
-	t0 := time.Now()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxUpstreamError))
-	rq.upstream += time.Since(t0)
-	msg := ""
-	var e struct {
-		Error json.RawMessage `json:"error"`
-	}
-	if json.Unmarshal(b, &e) == nil && len(e.Error) > 0 {
-		var inner struct {
-			Message string `json:"message"`
-		}
-		if json.Unmarshal(e.Error, &inner) == nil {
-			msg = inner.Message
-		} else {
-			_ = json.Unmarshal(e.Error, &msg)
-		}
-	}
-	if msg == "" {
-		msg = http.StatusText(resp.StatusCode)
-	}
-	msg = fmt.Sprintf("Provider %q: %s", rq.prov.Name, rq.sc.restoreString(msg))
-	status := resp.StatusCode
-	if status >= 500 || status < 400 {
-		status = http.StatusBadGateway
-	}
-	if ra := resp.Header.Get("Retry-After"); ra != "" {
-		w.Header().Set("Retry-After", ra)
-	}
-	rq.fail(w, status, msg)
-}
-
-// jsonResponse restores a non-streamed answer and records its usage.
-func (rq *request) jsonResponse(w http.ResponseWriter, resp *http.Response) {
-	t0 := time.Now()
-	b, err := io.ReadAll(resp.Body)
-	rq.upstream += time.Since(t0)
-	if err != nil {
-		rq.fail(w, http.StatusBadGateway, fmt.Sprintf("Provider %q: could not read the answer.", rq.prov.Name))
-		return
-	}
-	var v any
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
-		rq.fail(w, http.StatusBadGateway, fmt.Sprintf("Provider %q answered invalid JSON.", rq.prov.Name))
-		return
-	}
-	if m, ok := v.(map[string]any); ok && !rq.countOnly {
-		rq.takeUsage(m["usage"])
-	}
-	out, err := marshal(rq.sc.restoreValue(v, nil))
-	if err != nil {
-		rq.fail(w, http.StatusBadGateway, "Could not encode the answer.")
-		return
-	}
-	rq.usage.Status = resp.StatusCode
-	for _, hd := range []string{"Request-Id", "X-Request-Id"} {
-		if v := resp.Header.Get(hd); v != "" {
-			w.Header().Set(hd, v)
-		}
-	}
-	w.Header().Set("Content-Type", "application/json")
-	overhead := time.Since(rq.start) - rq.upstream
-	w.Header().Set("X-Custos-Overhead-Ms", fmt.Sprintf("%.3f", float64(overhead.Microseconds())/1000))
-	w.WriteHeader(resp.StatusCode)
-	_, _ = w.Write(out)
-}
-
-// takeUsage reads token counts from a usage object of either format.
-func (rq *request) takeUsage(u any) {
-	m, ok := u.(map[string]any)
-	if !ok {
-		return
-	}
-	num := func(k string) int {
-		n, _ := m[k].(json.Number)
-		i, _ := n.Int64()
-		return int(i)
-	}
-	if in := num("prompt_tokens") + num("input_tokens") + num("cache_creation_input_tokens") + num("cache_read_input_tokens"); in > 0 {
-		rq.usage.TokensIn = in
-	}
-	if out := num("completion_tokens") + num("output_tokens"); out > 0 {
-		rq.usage.TokensOut = out
-	}
 }

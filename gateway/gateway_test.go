@@ -24,6 +24,7 @@ import (
 	"github.com/openai/openai-go/v3/shared"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/egress"
 	"github.com/custos-dev/custos/gateway"
 	"github.com/custos-dev/custos/redact"
 	"github.com/custos-dev/custos/redact/pii"
@@ -74,7 +75,7 @@ type env struct {
 	mu      sync.Mutex
 	got     []seen
 	usageMu sync.Mutex
-	usage   []gateway.Usage
+	usage   []custos.UsageRecord
 }
 
 var (
@@ -107,17 +108,21 @@ func newEnvEngine(t *testing.T, redacting bool) *env {
 	}
 	dead := httptest.NewServer(http.NotFoundHandler())
 	dead.Close()
-	h := gateway.NewHandler(gateway.Config{
+	h, err := gateway.NewHandler(gateway.Config{
 		Keys: spyKeys{},
 		Providers: []gateway.Provider{
-			{Name: "openai", Kind: gateway.KindOpenAI, BaseURL: e.up.URL + "/v1", APIKey: openaiKey, Models: []string{"gpt-4o", "o3-*", "gpt-err*", "gpt-textonly"}},
+			{Name: "openai", Kind: gateway.KindOpenAI, BaseURL: e.up.URL + "/v1", APIKey: openaiKey, Models: []string{"gpt-4o", "o3-*", "gpt-err*", "gpt-textonly", "text-embedding-*"}},
 			{Name: "dead", Kind: gateway.KindOpenAI, BaseURL: dead.URL + "/v1", APIKey: "x", Models: []string{"dead-*"}},
 			{Name: "anthropic", Kind: gateway.KindAnthropic, BaseURL: e.up.URL, APIKey: anthropicKey, Models: []string{"claude-*"}},
 		},
 		Engine:  eng,
+		Egress:  egress.Config{AllowPrivate: []string{"127.0.0.1"}}, // the test upstreams stand in for cloud providers
 		Logger:  slog.New(slog.DiscardHandler),
-		OnUsage: func(u gateway.Usage) { e.usageMu.Lock(); e.usage = append(e.usage, u); e.usageMu.Unlock() },
+		OnUsage: func(u *custos.UsageRecord) { e.usageMu.Lock(); e.usage = append(e.usage, *u); e.usageMu.Unlock() },
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	e.gw = httptest.NewServer(h)
 	t.Cleanup(e.gw.Close)
 	return e
@@ -248,7 +253,7 @@ func (e *env) checkUpstream(path, provHeader, provValue string) seen {
 	return s
 }
 
-func (e *env) lastUsage() gateway.Usage {
+func (e *env) lastUsage() custos.UsageRecord {
 	e.t.Helper()
 	for range 200 {
 		e.usageMu.Lock()

@@ -16,6 +16,8 @@ type scrubber struct {
 	raw  map[string]string // placeholder → value
 	esc  map[string]string // placeholder → value escaped for a JSON string
 	n    int               // findings
+	// known are the labels (secret names) of the stored values found.
+	known map[string]bool
 }
 
 func newScrubber(e *redact.Engine) *scrubber {
@@ -33,6 +35,7 @@ var skipKeys = map[string]bool{
 	"media_type": true, "encrypted_content": true, "file_id": true,
 	"file_data": true, "stop_reason": true, "finish_reason": true,
 	"object": true, "tool_choice": true, "format": true, "detail": true,
+	"thinking": true, // a thinking block's text is signed by the provider
 }
 
 // redactValue redacts every text string in v (a decoded JSON value) and
@@ -79,6 +82,12 @@ func (s *scrubber) redactString(str string) string {
 		return str
 	}
 	for _, f := range fs {
+		if f.Label != "" {
+			if s.known == nil {
+				s.known = map[string]bool{}
+			}
+			s.known[f.Label] = true
+		}
 		v := str[f.Start:f.End]
 		s.raw[f.Placeholder] = v
 		s.esc[f.Placeholder] = jsonEscape(v)

@@ -3,10 +3,13 @@ package gateway
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // sseEvent is one server-sent event.
@@ -24,20 +27,28 @@ var openAIStreamed = map[string]bool{"content": true, "refusal": true, "reasonin
 var anthropicStreamed = map[string]bool{"text": true, "partial_json": true, "thinking": true, "signature": true}
 
 // streamResponse relays an SSE answer event by event, restoring
-// placeholders per content stream, and records usage at the end.
-func (rq *request) streamResponse(w http.ResponseWriter, resp *http.Response) {
+// placeholders per content stream, and records usage at the end. If the
+// provider's stream breaks off, it aborts the caller's connection
+// (panics with http.ErrAbortHandler).
+func (rq *request) streamResponse(ctx context.Context, w http.ResponseWriter, resp *http.Response) {
 	rc := http.NewResponseController(w)
+	rq.copyHeaders(w, resp)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(resp.StatusCode)
 	_ = rc.Flush()
 	rq.usage.Status = resp.StatusCode
-	st := &streamState{rq: rq, w: w, rc: rc, streams: map[string]*streamRestorer{}}
-	br := bufio.NewReaderSize(resp.Body, 64<<10)
-	var ev sseEvent
+	br := bufio.NewReaderSize(resp.Body, 8<<10)
+	st := &streamState{rq: rq, w: w, rc: rc, br: br, streams: map[string]*streamRestorer{}}
+	var (
+		ev      sseEvent
+		readErr error
+	)
 	for {
+		t0 := time.Now()
 		line, err := br.ReadBytes('\n')
+		rq.upstream += time.Since(t0)
 		if len(line) > 0 {
 			ev.raw = append(ev.raw, line...)
 			l := bytes.TrimRight(line, "\r\n")
@@ -56,6 +67,7 @@ func (rq *request) streamResponse(w http.ResponseWriter, resp *http.Response) {
 			}
 		}
 		if err != nil {
+			readErr = err
 			break
 		}
 	}
@@ -63,12 +75,22 @@ func (rq *request) streamResponse(w http.ResponseWriter, resp *http.Response) {
 		st.handle(&ev)
 	}
 	st.flushAll()
+	_ = rc.Flush()
+	if readErr != io.EOF && ctx.Err() == nil {
+		// The provider's stream broke (or timed out) while the caller
+		// waits: cut the caller's connection too, so the answer is not
+		// taken for a complete one.
+		rq.usage.Status = http.StatusBadGateway
+		rq.h.log.Warn("gateway: provider stream broke off", "provider", rq.prov.Name, "err", readErr)
+		panic(http.ErrAbortHandler)
+	}
 }
 
 type streamState struct {
 	rq      *request
 	w       http.ResponseWriter
 	rc      *http.ResponseController
+	br      *bufio.Reader // the provider's stream
 	streams map[string]*streamRestorer
 	order   []string
 	last    map[string]any // the last OpenAI chunk, a template for flushes
@@ -97,19 +119,69 @@ func (st *streamState) send(event string, v any) {
 	buf.Write(b)
 	buf.WriteString("\n\n")
 	_, _ = st.w.Write(buf.Bytes())
-	_ = st.rc.Flush()
+	st.flush()
+}
+
+// flush sends what was written to the caller, unless more of the
+// provider's stream has already arrived: then the next event goes in the
+// same write.
+func (st *streamState) flush() {
+	if st.br.Buffered() == 0 {
+		_ = st.rc.Flush()
+	}
+}
+
+// passthrough reports whether ev can go to the caller byte for byte: the
+// request had nothing redacted, or ev holds no placeholder and nothing is
+// held back (and a template chunk for later flushes exists).
+func (st *streamState) passthrough(ev *sseEvent) bool {
+	if st.rq.sc == nil || len(st.rq.sc.raw) == 0 {
+		return true
+	}
+	if bytes.IndexByte(ev.data, '[') >= 0 || (st.last == nil && st.rq.f == wireOpenAI) {
+		return false
+	}
+	for _, r := range st.streams {
+		if len(r.pending) > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// usageOnly reads the token counts of an event passed through unchanged.
+func (st *streamState) usageOnly(ev *sseEvent) {
+	if !bytes.Contains(ev.data, []byte(`"usage"`)) {
+		return
+	}
+	var m map[string]any
+	dec := json.NewDecoder(bytes.NewReader(ev.data))
+	dec.UseNumber()
+	if dec.Decode(&m) != nil {
+		return
+	}
+	st.rq.takeUsage(m["usage"])
+	if msg, _ := m["message"].(map[string]any); msg != nil {
+		st.rq.takeUsage(msg["usage"])
+	}
 }
 
 func (st *streamState) handle(ev *sseEvent) {
 	if ev.data == nil {
 		_, _ = st.w.Write(ev.raw) // comments, retry fields
-		_ = st.rc.Flush()
+		st.flush()
 		return
 	}
 	if string(ev.data) == "[DONE]" {
 		st.flushAll()
 		_, _ = st.w.Write(ev.raw)
-		_ = st.rc.Flush()
+		st.flush()
+		return
+	}
+	if st.passthrough(ev) {
+		st.usageOnly(ev)
+		_, _ = st.w.Write(ev.raw)
+		st.flush()
 		return
 	}
 	var m map[string]any
@@ -117,7 +189,7 @@ func (st *streamState) handle(ev *sseEvent) {
 	dec.UseNumber()
 	if dec.Decode(&m) != nil {
 		_, _ = st.w.Write(ev.raw)
-		_ = st.rc.Flush()
+		st.flush()
 		return
 	}
 	if st.rq.f == wireAnthropic {
