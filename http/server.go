@@ -30,6 +30,11 @@ type Services struct {
 	Policies custos.PolicyService
 	Sessions custos.SessionService
 	Audit    custos.AuditService
+	// The model gateway's management services.
+	Providers custos.ProviderService
+	Budgets   custos.BudgetService
+	Privacy   custos.PrivacyService
+	Usage     custos.UsageService
 }
 
 // Config configures the API handler and server.
@@ -39,6 +44,20 @@ type Config struct {
 	Ready    func(ctx context.Context) error // for /readyz; nil means always ready
 	Version  string                          // reported by /v1/whoami and custos_build_info
 	Limiter  *ratelimit.Limiter              // rate limits on /v1 (docs/API.md); nil means none
+	// Gateway serves the model gateway's routes (GatewayRoutes) on the same
+	// listener; nil leaves them unrouted. It authenticates and limits its
+	// callers itself, answering errors in the caller's wire format.
+	Gateway http.Handler
+}
+
+// GatewayRoutes are the patterns Config.Gateway serves: the OpenAI and
+// Anthropic APIs a model SDK calls.
+var GatewayRoutes = []string{
+	"POST /v1/chat/completions",
+	"POST /v1/embeddings",
+	"GET /v1/models",
+	"POST /v1/messages",
+	"POST /v1/messages/count_tokens",
 }
 
 // Server timeouts and limits.
@@ -168,6 +187,15 @@ func NewHandler(cfg Config) http.Handler {
 	h.registerPolicyRoutes()
 	h.registerSessionRoutes()
 	h.registerAuditRoutes()
+	h.registerGatewayRoutes()
+	if cfg.Gateway != nil {
+		for _, p := range GatewayRoutes {
+			h.handle(p, func(w http.ResponseWriter, r *http.Request) error {
+				cfg.Gateway.ServeHTTP(w, r)
+				return nil
+			})
+		}
+	}
 
 	return http.HandlerFunc(h.serve)
 }
@@ -227,6 +255,14 @@ func infoFrom(r *http.Request) *reqInfo {
 		return info
 	}
 	return &reqInfo{}
+}
+
+// NoteKey records the API key that a handler authenticated itself (the
+// model gateway does), for the request's log line.
+func NoteKey(r *http.Request, keyID string) {
+	if info, ok := r.Context().Value(infoKey{}).(*reqInfo); ok {
+		info.keyID = keyID
+	}
 }
 
 // loggerFrom returns the logger of the handler serving r.

@@ -1,0 +1,114 @@
+package vault
+
+import (
+	"context"
+	"time"
+
+	"github.com/custos-dev/custos"
+)
+
+// UsageRecorder writes the gateway's usage records to the store in
+// batches, off the request path.
+type UsageRecorder struct {
+	s  *Service
+	ch chan *custos.UsageRecord
+}
+
+// usageBatch is the most records written in one transaction.
+const usageBatch = 256
+
+// NewUsageRecorder returns a recorder; start Run before recording.
+func (s *Service) NewUsageRecorder() *UsageRecorder {
+	return &UsageRecorder{s: s, ch: make(chan *custos.UsageRecord, 8192)}
+}
+
+// Record queues r (gateway.Config.OnUsage). If the queue stays full for a
+// second (the store is down), r is dropped and an error logged: usage is
+// metadata, and a request is never held back for it.
+func (u *UsageRecorder) Record(r *custos.UsageRecord) {
+	select {
+	case u.ch <- r:
+		return
+	default:
+	}
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case u.ch <- r:
+	case <-t.C:
+		u.s.log.Error("gateway: usage queue full; a usage record was dropped", "org", r.OrgID, "model", r.Model)
+	}
+}
+
+// Run writes queued records until ctx ends, then writes what is left.
+func (u *UsageRecorder) Run(ctx context.Context) {
+	batch := make([]*custos.UsageRecord, 0, usageBatch)
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		if err := u.s.store.AppendUsage(wctx, batch); err != nil {
+			u.s.log.Error("gateway: write usage records", "records", len(batch), "err", err)
+		}
+		cancel()
+		batch = batch[:0]
+	}
+	for {
+		select {
+		case r := <-u.ch:
+			batch = append(batch, r)
+			// Take what else is waiting, up to a batch.
+			for len(batch) < usageBatch {
+				select {
+				case r := <-u.ch:
+					batch = append(batch, r)
+					continue
+				default:
+				}
+				break
+			}
+			flush()
+		case <-ctx.Done():
+			for {
+				select {
+				case r := <-u.ch:
+					batch = append(batch, r)
+					if len(batch) == usageBatch {
+						flush()
+					}
+					continue
+				default:
+				}
+				break
+			}
+			flush()
+			return
+		}
+	}
+}
+
+// PurgeUsage deletes usage records older than retention and returns how
+// many it deleted.
+func (s *Service) PurgeUsage(ctx context.Context, retention time.Duration) (int64, error) {
+	return s.store.PurgeUsage(ctx, s.timeNow().Add(-retention))
+}
+
+// RunUsagePurge purges usage records older than retention now and then
+// every interval until ctx ends.
+func (s *Service) RunUsagePurge(ctx context.Context, retention, interval time.Duration) {
+	for {
+		n, err := s.PurgeUsage(ctx, retention)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Error("gateway: purge usage records", "err", err)
+		case n > 0:
+			s.log.Info("gateway: purged usage records", "records", n, "older_than", retention.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
