@@ -14,6 +14,7 @@ type Services struct {
 	Policies custos.PolicyService
 	Sessions custos.SessionService
 	Audit    custos.AuditService
+	Gateway  gatewayAPI // providers, budgets, privacy rules and usage
 }
 
 // client returns the services of the server the CLI is configured for
@@ -37,5 +38,5 @@ func (c *CLI) client() (*Services, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Services{Keys: cl, Secrets: cl, Devices: cl, Policies: cl, Sessions: cl, Audit: cl}, nil
+	return &Services{Keys: cl, Secrets: cl, Devices: cl, Policies: cl, Sessions: cl, Audit: cl, Gateway: cl}, nil
 }

@@ -102,6 +102,10 @@ Commands:
   device    list, approve, deny and revoke devices
   policy    add, list and remove policies
   audit     list, verify and export the audit log
+  provider  add, list and remove the model gateway's providers
+  budget    set, list and remove token budgets
+  privacy   set, list and remove privacy modes
+  usage     show the model gateway's usage (metadata only)
   version   print the version
   help      show help for a command
 
@@ -128,20 +132,24 @@ Run 'custos help COMMAND' (or 'custos COMMAND --help') for details.
 
 // commands maps each top-level command to its handler.
 var commands = map[string]func(*CLI, context.Context, []string) error{
-	"serve":   (*CLI).runServe,
-	"admin":   (*CLI).runAdmin,
-	"secret":  (*CLI).runSecret,
-	"run":     (*CLI).runRun,
-	"mcp":     (*CLI).runMCP,
-	"redact":  (*CLI).runRedact,
-	"context": (*CLI).runContext,
-	"session": (*CLI).runSession,
-	"confirm": (*CLI).runConfirm,
-	"key":     (*CLI).runKey,
-	"device":  (*CLI).runDevice,
-	"policy":  (*CLI).runPolicy,
-	"audit":   (*CLI).runAudit,
-	"version": (*CLI).runVersion,
+	"serve":    (*CLI).runServe,
+	"admin":    (*CLI).runAdmin,
+	"secret":   (*CLI).runSecret,
+	"run":      (*CLI).runRun,
+	"mcp":      (*CLI).runMCP,
+	"redact":   (*CLI).runRedact,
+	"context":  (*CLI).runContext,
+	"session":  (*CLI).runSession,
+	"confirm":  (*CLI).runConfirm,
+	"key":      (*CLI).runKey,
+	"device":   (*CLI).runDevice,
+	"policy":   (*CLI).runPolicy,
+	"audit":    (*CLI).runAudit,
+	"provider": (*CLI).runProvider,
+	"budget":   (*CLI).runBudget,
+	"privacy":  (*CLI).runPrivacy,
+	"usage":    (*CLI).runUsage,
+	"version":  (*CLI).runVersion,
 }
 
 // Run runs the command in args (without the program name) and returns the

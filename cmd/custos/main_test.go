@@ -336,6 +336,10 @@ var helpPaths = [][]string{
 	{"version"},
 	{"serve"}, {"admin"}, {"admin", "rotate-kek"}, {"admin", "migrate"},
 	{"mcp"}, {"redact"}, {"context"},
+	{"provider"}, {"provider", "add"}, {"provider", "list"}, {"provider", "rm"},
+	{"budget"}, {"budget", "set"}, {"budget", "list"}, {"budget", "rm"},
+	{"privacy"}, {"privacy", "set"}, {"privacy", "list"}, {"privacy", "rm"},
+	{"usage"},
 }
 
 func TestHelpCoversEveryCommand(t *testing.T) {

@@ -50,7 +50,7 @@ const secretSetUsage = `Usage: custos secret set NAME [--project P] [--tag k=v].
 
 Stores a new version of secret NAME, creating it if needed. The value is
 read from stdin: typed without echo at a terminal, otherwise all of stdin
-(at most 64 KiB) with one trailing newline removed. There is no flag for
+(at most 64 KiB) with one trailing newline removed. An empty value is the error empty. There is no flag for
 the value, so it never shows in your shell history or the process list.
 Prints "set PROJECT/NAME version N".
 
@@ -91,7 +91,8 @@ func (c *CLI) secretSet(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	value, err := c.readValue(ctx, fmt.Sprintf("Value for %s/%s (not echoed): ", *project, name))
+	value, err := c.readValue(ctx, fmt.Sprintf("Value for %s/%s (not echoed): ", *project, name),
+		`empty value: give the value on stdin, e.g. printf %s "$VALUE" | custos secret set NAME`)
 	if err != nil {
 		return err
 	}
@@ -108,8 +109,8 @@ func (c *CLI) secretSet(ctx context.Context, args []string) error {
 
 // readValue reads a secret value from stdin: without echo from a terminal
 // (Ctrl-C gives up, restoring the terminal), else all of it with one
-// trailing newline removed.
-func (c *CLI) readValue(ctx context.Context, prompt string) (string, error) {
+// trailing newline removed. An empty value is the error empty.
+func (c *CLI) readValue(ctx context.Context, prompt, empty string) (string, error) {
 	var b []byte
 	if f, ok := c.Stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) { // #nosec G115 -- file descriptors fit in int
 		fd := int(f.Fd()) // #nosec G115
@@ -157,7 +158,7 @@ func (c *CLI) readValue(ctx context.Context, prompt string) (string, error) {
 		return "", custos.Errorf(custos.ETOOLARGE, "the value is larger than %d KiB", custos.MaxValueBytes>>10)
 	}
 	if len(b) == 0 {
-		return "", errors.New(`empty value: give the value on stdin, e.g. printf %s "$VALUE" | custos secret set NAME`)
+		return "", errors.New(empty)
 	}
 	return string(b), nil
 }

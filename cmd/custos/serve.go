@@ -14,14 +14,18 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/egress"
 	"github.com/custos-dev/custos/envelope"
+	"github.com/custos-dev/custos/gateway"
 	custoshttp "github.com/custos-dev/custos/http"
 	"github.com/custos-dev/custos/ratelimit"
+	"github.com/custos-dev/custos/redact"
+	"github.com/custos-dev/custos/redact/pii"
 	"github.com/custos-dev/custos/store/memory"
 	"github.com/custos-dev/custos/store/postgres"
 	"github.com/custos-dev/custos/store/redis"
@@ -58,12 +62,23 @@ type Config struct {
 	RateIP        string // per client IP limit
 	RateAuthFail  string // authentication failures per client IP
 	EgressPrivate string // comma-separated CIDRs/hosts outbound calls may reach in private ranges
+	EgressHosts   string // comma-separated host names outbound calls may reach; "" means any public host
+
+	// The model gateway.
+	Privacy        string // the server's privacy floor: normal, sensitive or offline
+	OnSecret       string // redact or block a request holding a stored secret's value
+	AIRateKey      string // per API key limit on the model routes
+	AIRateIP       string // per client IP limit on the model routes
+	UsageRetention string // how long usage records are kept (e.g. 90d)
+	GatewayTimeout string // bound on one forwarded model request, stream included
 }
 
 // DefaultConfig returns the embedded default: loopback, ./custos-data.
 func DefaultConfig() Config {
 	return Config{Addr: "127.0.0.1:8080", DataDir: "custos-data", Sync: "normal", LogLevel: "info",
-		RateKey: "3000/1m", RateIP: "6000/1m", RateAuthFail: "20/10m"}
+		RateKey: "3000/1m", RateIP: "6000/1m", RateAuthFail: "20/10m",
+		Privacy: custos.PrivacyNormal, OnSecret: gateway.OnSecretRedact, AIRateKey: "600/1m", AIRateIP: "1200/1m",
+		UsageRetention: "90d", GatewayTimeout: "15m"}
 }
 
 // ConfigError names the configuration field that is wrong.
@@ -104,7 +119,22 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if _, err := egress.NewClient(c.egressConfig()); err != nil {
-		return &ConfigError{"--egress-allow-private", err.Error()}
+		return &ConfigError{"--egress-allow-private/--egress-allow-hosts", err.Error()}
+	}
+	if custos.PrivacyRank(c.Privacy) == 0 {
+		return &ConfigError{"--privacy", "use normal, sensitive or offline"}
+	}
+	if c.OnSecret != gateway.OnSecretRedact && c.OnSecret != gateway.OnSecretBlock {
+		return &ConfigError{"--on-secret", "use redact or block"}
+	}
+	if _, err := c.aiRateConfig(); err != nil {
+		return err
+	}
+	if d, err := custos.ParseDuration(c.UsageRetention); err != nil || d < 24*time.Hour {
+		return &ConfigError{"--usage-retention", "use a duration of at least 1d, such as 90d"}
+	}
+	if d, err := custos.ParseDuration(c.GatewayTimeout); err != nil || d < time.Second || d > 24*time.Hour {
+		return &ConfigError{"--gateway-timeout", "use a duration from 1s to 24h, such as 15m"}
 	}
 	switch strings.ToLower(c.LogLevel) {
 	case "debug", "info", "warn", "error":
@@ -130,13 +160,39 @@ func (c *Config) rateConfig() (ratelimit.Config, error) {
 	return rc, nil
 }
 
-// egressConfig is the outbound policy for webhooks (and later providers):
+// aiRateConfig parses the model routes' rate limits; failed
+// authentications count with the API's.
+func (c *Config) aiRateConfig() (ratelimit.Config, error) {
+	rc, err := c.rateConfig()
+	if err != nil {
+		return rc, err
+	}
+	for _, f := range []struct {
+		flag, val string
+		dst       *ratelimit.Limit
+	}{{"--ai-rate-key", c.AIRateKey, &rc.PerKey}, {"--ai-rate-ip", c.AIRateIP, &rc.PerIP}} {
+		l, err := ratelimit.ParseLimit(f.val)
+		if err != nil {
+			return rc, &ConfigError{f.flag, custos.ErrorMessage(err)}
+		}
+		*f.dst = l
+	}
+	rc.Namespace = "ai:"
+	return rc, nil
+}
+
+// egressConfig is the outbound policy for webhooks and cloud model providers:
 // public HTTPS hosts, plus the private destinations the operator lists.
 func (c *Config) egressConfig() egress.Config {
 	var cfg egress.Config
 	for _, p := range strings.Split(c.EgressPrivate, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			cfg.AllowPrivate = append(cfg.AllowPrivate, p)
+		}
+	}
+	for _, h := range strings.Split(c.EgressHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.AllowHosts = append(cfg.AllowHosts, h)
 		}
 	}
 	return cfg
@@ -214,7 +270,10 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		{&c.TLSCert, "CUSTOS_TLS_CERT"}, {&c.TLSKey, "CUSTOS_TLS_KEY"}, {&c.Sync, "CUSTOS_SYNC"}, {&c.LogLevel, "CUSTOS_LOG_LEVEL"},
 		{&c.Database, "CUSTOS_DATABASE_URL"}, {&c.Redis, "CUSTOS_REDIS_URL"},
 		{&c.RateKey, "CUSTOS_RATE_KEY"}, {&c.RateIP, "CUSTOS_RATE_IP"}, {&c.RateAuthFail, "CUSTOS_RATE_AUTH_FAIL"},
-		{&c.EgressPrivate, "CUSTOS_EGRESS_ALLOW_PRIVATE"},
+		{&c.EgressPrivate, "CUSTOS_EGRESS_ALLOW_PRIVATE"}, {&c.EgressHosts, "CUSTOS_EGRESS_ALLOW_HOSTS"},
+		{&c.Privacy, "CUSTOS_PRIVACY"}, {&c.OnSecret, "CUSTOS_ON_SECRET"},
+		{&c.AIRateKey, "CUSTOS_AI_RATE_KEY"}, {&c.AIRateIP, "CUSTOS_AI_RATE_IP"},
+		{&c.UsageRetention, "CUSTOS_USAGE_RETENTION"}, {&c.GatewayTimeout, "CUSTOS_GATEWAY_TIMEOUT"},
 	} {
 		if *e.dst, err = envOr(getenv, e.name, *e.dst); err != nil {
 			return err
@@ -240,6 +299,13 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&c.RateIP, "rate-ip", c.RateIP, "")
 	fs.StringVar(&c.RateAuthFail, "rate-auth-fail", c.RateAuthFail, "")
 	fs.StringVar(&c.EgressPrivate, "egress-allow-private", c.EgressPrivate, "")
+	fs.StringVar(&c.EgressHosts, "egress-allow-hosts", c.EgressHosts, "")
+	fs.StringVar(&c.Privacy, "privacy", c.Privacy, "")
+	fs.StringVar(&c.OnSecret, "on-secret", c.OnSecret, "")
+	fs.StringVar(&c.AIRateKey, "ai-rate-key", c.AIRateKey, "")
+	fs.StringVar(&c.AIRateIP, "ai-rate-ip", c.AIRateIP, "")
+	fs.StringVar(&c.UsageRetention, "usage-retention", c.UsageRetention, "")
+	fs.StringVar(&c.GatewayTimeout, "gateway-timeout", c.GatewayTimeout, "")
 	if err := fs.Parse(args); err != nil {
 		return &usageError{err.Error(), serveUsage}
 	} else if fs.NArg() > 0 {
@@ -363,18 +429,29 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	gw, usage, err := m.gateway(ecfg)
+	if err != nil {
+		return err
+	}
+	retention, _ := custos.ParseDuration(c.UsageRetention) // validated in ParseFlags
 	srv := custoshttp.NewServer(custoshttp.Config{
 		Services: custoshttp.Services{Keys: m.Service, Secrets: m.Service, Devices: m.Service,
-			Policies: m.Service, Sessions: m.Service, Audit: m.Service},
+			Policies: m.Service, Sessions: m.Service, Audit: m.Service,
+			Providers: m.Service, Budgets: m.Service, Privacy: m.Service, Usage: m.Service},
 		Logger:  m.Logger,
 		Ready:   m.Store.Ping,
 		Limiter: ratelimit.New(m.Hot, rc, m.Logger),
 		Version: Version,
+		Gateway: gw,
 	})
 	m.server = srv
 	bg, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel, m.done, m.serveErr = cancel, make(chan struct{}), make(chan error, 1)
-	go func() { defer close(m.done); m.Service.RunNotifier(bg, outbound) }()
+	var workers sync.WaitGroup
+	workers.Go(func() { m.Service.RunNotifier(bg, outbound) })
+	workers.Go(func() { usage.Run(bg) })
+	workers.Go(func() { m.Service.RunUsagePurge(bg, retention, time.Hour) })
+	go func() { defer close(m.done); workers.Wait() }()
 	ln := m.ln
 	go func() {
 		var err error
@@ -398,6 +475,36 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	fmt.Fprintf(m.Stdout, "data dir: %s (%s, keeper %s, %s)\n", abs, db, envelope.Redact(kurl), hot)
 	return nil
+}
+
+// gateway builds the model gateway over the vault: per-org providers,
+// privacy rules and known values, budgets in the store, usage recorded in
+// batches.
+func (m *Main) gateway(ecfg egress.Config) (*gateway.Handler, *vault.UsageRecorder, error) {
+	c := &m.Config
+	arc, _ := c.aiRateConfig()                         // validated in ParseFlags
+	total, _ := custos.ParseDuration(c.GatewayTimeout) // validated in ParseFlags
+	vg := m.Service.NewGateway(redact.Config{Secrets: true, Detectors: pii.Detectors(pii.DefaultConfig())})
+	usage := m.Service.NewUsageRecorder()
+	ecfg.AllowPrivate = nil // private destinations are local providers, each allowed on its own
+	gw, err := gateway.NewHandler(gateway.Config{
+		Keys:         m.Service,
+		Resolve:      vg.Setup,
+		Egress:       ecfg,
+		Mode:         c.Privacy,
+		OnSecret:     c.OnSecret,
+		Budgets:      vg,
+		Limiter:      ratelimit.New(m.Hot, arc, m.Logger),
+		OnUsage:      usage.Record,
+		OnKnown:      vg.KnownFound,
+		OnAuth:       func(r *nethttp.Request, k *custos.APIKey) { custoshttp.NoteKey(r, k.ID) },
+		Logger:       m.Logger,
+		TotalTimeout: total,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("gateway: %w", err)
+	}
+	return gw, usage, nil
 }
 
 // URL returns the base URL the server listens on.
@@ -520,10 +627,32 @@ Flags (environment variable in brackets; secrets also take NAME_FILE):
                        CIDRs or host names outbound calls (notify webhooks) may
                        reach in private, loopback or link-local ranges; by
                        default only public HTTPS hosts (CUSTOS_EGRESS_ALLOW_PRIVATE)
+  --egress-allow-hosts LIST
+                       host names (exact or *.example.com) outbound calls — notify
+                       webhooks and cloud model providers — may reach; default any
+                       public host (CUSTOS_EGRESS_ALLOW_HOSTS)
+
+Model gateway (OPENAI_BASE_URL=http://HOST:PORT/v1, ANTHROPIC_BASE_URL=http://HOST:PORT;
+providers are added with custos provider add; see docs/GATEWAY.md):
+  --privacy MODE       the least strict privacy mode any request runs in: normal,
+                       sensitive (cloud only after redaction, code context local
+                       only) or offline (local providers only, enforced at connect
+                       time) (CUSTOS_PRIVACY; default normal)
+  --on-secret redact|block
+                       a request holding a stored secret's value is redacted and
+                       audited, or refused with 403 (CUSTOS_ON_SECRET; default redact)
+  --ai-rate-key N/WINDOW
+                       model requests per API key (CUSTOS_AI_RATE_KEY; default 600/1m)
+  --ai-rate-ip N/WINDOW
+                       model requests per client IP (CUSTOS_AI_RATE_IP; default 1200/1m)
+  --usage-retention D  how long usage records are kept (CUSTOS_USAGE_RETENTION; default 90d)
+  --gateway-timeout D  bound on one model request, streaming included
+                       (CUSTOS_GATEWAY_TIMEOUT; default 15m)
 
 Example:
   custos serve
   custos serve --addr 0.0.0.0:8443 --tls-cert cert.pem --tls-key key.pem
+  custos serve --privacy sensitive --on-secret block
   custos serve --database postgres://custos:…@db:5432/custos --redis redis://cache:6379/0 \
                --keeper file:///etc/custos/kek.key --addr 0.0.0.0:8443 --tls-cert c.pem --tls-key k.pem
 `
