@@ -1,5 +1,5 @@
 # custos — see README.md.
-.PHONY: run test vulncheck bench build fuzz
+.PHONY: run test vulncheck bench bench-gateway build fuzz
 
 run: ## run the server on the embedded default (SQLite in ./custos-data)
 	go run ./cmd/custos serve
@@ -13,8 +13,12 @@ vulncheck: ## govulncheck where its database is reachable
 build: ## build ./bin/custos
 	CGO_ENABLED=0 go build -trimpath -o bin/custos ./cmd/custos
 
-bench: ## the benchmark table (docs/PERFORMANCE.md)
+bench: ## the benchmark tables (docs/PERFORMANCE.md): vault reads, then the model gateway
 	go run ./bench
+	go run ./bench/gatewaybench
+
+bench-gateway: ## the model gateway's latency and throughput table only
+	go run ./bench/gatewaybench
 
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 	scripts/fuzz.sh
