@@ -1,9 +1,9 @@
 package redact
 
 import (
-	"bytes"
 	"regexp"
 	"regexp/syntax"
+	"strings"
 )
 
 // fastRegexp matches like its regexp.Regexp, faster for the big
@@ -20,11 +20,12 @@ type fastRegexp struct {
 	branch []*regexp.Regexp // ^(?:branch), with the original flags
 	window []int            // bytes a branch's run needs to see (0: all)
 	rest   *regexp.Regexp   // the branches without a literal start, or nil
-	must   []byte           // a literal in every match of rest, or nil
+	must   *acMatcher       // finds a literal in every match of rest, or nil
+	need   *acMatcher       // unsplit: finds a literal in every match of re, or nil
 }
 
 // minSplitBranches is the smallest alternation worth splitting.
-const minSplitBranches = 8
+const minSplitBranches = 2
 
 // compileFast compiles expr, split when it is a big alternation.
 func compileFast(expr string) (*fastRegexp, error) {
@@ -40,9 +41,11 @@ func compileFast(expr string) (*fastRegexp, error) {
 	for t.Op == syntax.OpCapture && len(t.Sub) == 1 {
 		t = t.Sub[0]
 	}
+	f.need = requiredLiteral(t).matcher()
 	if t.Op != syntax.OpAlternate || len(t.Sub) < minSplitBranches || re.NumSubexp() > 0 {
 		return f, nil
 	}
+	f.need = nil
 	var pats []string
 	var rest []*syntax.Regexp
 	for _, b := range t.Sub {
@@ -89,9 +92,7 @@ func compileFast(expr string) (*fastRegexp, error) {
 		if f.rest, err = regexp.Compile(r.String()); err != nil {
 			return &fastRegexp{re: re}, nil
 		}
-		if lit, ok := requiredLiteral(r); ok && lit != "" {
-			f.must = []byte(lit)
-		}
+		f.must = requiredLiteral(r).matcher()
 	}
 	f.ac = newAC(pats, true)
 	return f, nil
@@ -100,6 +101,9 @@ func compileFast(expr string) (*fastRegexp, error) {
 // Match reports whether b contains a match.
 func (f *fastRegexp) Match(b []byte) bool {
 	if f.ac == nil {
+		if f.need != nil && !f.need.match(b) {
+			return false
+		}
 		return f.re.Match(b)
 	}
 	found := false
@@ -114,7 +118,7 @@ func (f *fastRegexp) Match(b []byte) bool {
 		}
 		found = f.branch[br].Match(in)
 	})
-	if found || f.rest == nil || (f.must != nil && !bytes.Contains(b, f.must)) {
+	if found || f.rest == nil || (f.must != nil && !f.must.match(b)) {
 		return found
 	}
 	return f.rest.Match(b)
@@ -166,44 +170,60 @@ func dropNullablePrefix(re *syntax.Regexp) *syntax.Regexp {
 	return &syntax.Regexp{Op: syntax.OpConcat, Flags: re.Flags, Sub: re.Sub[i:]}
 }
 
-// requiredLiteral returns a case-sensitive literal that occurs in every
-// match of re ("" and true when none is known, false when re cannot tell).
-func requiredLiteral(re *syntax.Regexp) (string, bool) {
+// literal is a string every match of a regex contains; with fold, in any
+// ASCII case (lit is then lower case).
+type literal struct {
+	lit  string
+	fold bool
+}
+
+// requiredLiteral returns a literal that occurs in every match of re, or
+// the zero literal when none is known. Non-ASCII literals under case
+// folding are not used (Unicode folds more than ASCII).
+func requiredLiteral(re *syntax.Regexp) literal {
 	switch re.Op {
 	case syntax.OpLiteral:
-		if re.Flags&syntax.FoldCase != 0 {
-			for _, c := range re.Rune {
-				if c < 128 && ('a' <= c|0x20 && c|0x20 <= 'z') || c >= 128 {
-					return "", true // case folds: not a byte literal
-				}
+		if re.Flags&syntax.FoldCase == 0 {
+			return literal{lit: string(re.Rune)}
+		}
+		for _, c := range re.Rune {
+			if c >= 128 || c == 'k' || c == 'K' || c == 's' || c == 'S' { // K and S fold to Kelvin and long s
+				return literal{}
 			}
 		}
-		return string(re.Rune), true
+		return literal{lit: strings.ToLower(string(re.Rune)), fold: true}
 	case syntax.OpCapture, syntax.OpPlus:
 		return requiredLiteral(re.Sub[0])
 	case syntax.OpRepeat:
 		if re.Min > 0 {
 			return requiredLiteral(re.Sub[0])
 		}
-		return "", true
 	case syntax.OpConcat:
-		best := ""
+		var best literal
 		for _, sub := range re.Sub {
-			if l, _ := requiredLiteral(sub); len(l) > len(best) {
+			if l := requiredLiteral(sub); len(l.lit) > len(best.lit) {
 				best = l
 			}
 		}
-		return best, true
+		return best
 	case syntax.OpAlternate:
-		common := ""
+		var common literal
 		for i, sub := range re.Sub {
-			l, _ := requiredLiteral(sub)
-			if l == "" || (i > 0 && l != common) {
-				return "", true
+			l := requiredLiteral(sub)
+			if l.lit == "" || (i > 0 && l != common) {
+				return literal{}
 			}
 			common = l
 		}
-		return common, true
+		return common
 	}
-	return "", true
+	return literal{}
+}
+
+// matcher returns an automaton finding l, or nil for the zero literal.
+func (l literal) matcher() *acMatcher {
+	if l.lit == "" {
+		return nil
+	}
+	return newAC([]string{l.lit}, l.fold)
 }
