@@ -93,7 +93,8 @@ type streamState struct {
 	br      *bufio.Reader // the provider's stream
 	streams map[string]*streamRestorer
 	order   []string
-	last    map[string]any // the last OpenAI chunk, a template for flushes
+	last    map[string]any // the last OpenAI chunk decoded, a template for flushes
+	lastRaw []byte         // the last chunk passed through, decoded when a flush needs it
 }
 
 func (st *streamState) stream(key string, jsonMode bool) *streamRestorer {
@@ -138,7 +139,7 @@ func (st *streamState) passthrough(ev *sseEvent) bool {
 	if st.rq.sc == nil || len(st.rq.sc.raw) == 0 {
 		return true
 	}
-	if bytes.IndexByte(ev.data, '[') >= 0 || (st.last == nil && st.rq.f == wireOpenAI) {
+	if bytes.IndexByte(ev.data, '[') >= 0 {
 		return false
 	}
 	for _, r := range st.streams {
@@ -180,6 +181,7 @@ func (st *streamState) handle(ev *sseEvent) {
 	}
 	if st.passthrough(ev) {
 		st.usageOnly(ev)
+		st.lastRaw = ev.data
 		_, _ = st.w.Write(ev.raw)
 		st.flush()
 		return
@@ -234,7 +236,7 @@ func (st *streamState) openAI(m map[string]any) {
 		}
 	}
 	st.rq.sc.restoreValue(m, openAIStreamed)
-	st.last = m
+	st.last, st.lastRaw = m, nil
 	st.send("", m)
 }
 
@@ -362,6 +364,21 @@ func (st *streamState) flushAll() {
 			st.flushAnthropicBlock(key, n)
 		}
 		return
+	}
+	held := false
+	for _, r := range st.streams {
+		held = held || len(r.pending) > 0
+	}
+	if !held {
+		return
+	}
+	if st.lastRaw != nil {
+		var m map[string]any
+		dec := json.NewDecoder(bytes.NewReader(st.lastRaw))
+		dec.UseNumber()
+		if dec.Decode(&m) == nil {
+			st.last = m
+		}
 	}
 	if st.last == nil {
 		return
