@@ -230,6 +230,9 @@ func (rq *request) record() {
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
+// MaxAnswer bounds a provider's non-streamed answer.
+const MaxAnswer = 64 << 20
+
 // maxUpstreamError bounds the error body read from a provider.
 const maxUpstreamError = 64 << 10
 
@@ -270,10 +273,14 @@ func (rq *request) upstreamError(w http.ResponseWriter, resp *http.Response) {
 // jsonResponse restores a non-streamed answer and records its usage.
 func (rq *request) jsonResponse(w http.ResponseWriter, resp *http.Response) {
 	t0 := time.Now()
-	b, err := io.ReadAll(resp.Body)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
 	rq.upstream += time.Since(t0)
 	if err != nil {
 		rq.fail(w, http.StatusBadGateway, fmt.Sprintf("Provider %q: could not read the answer.", rq.prov.Name))
+		return
+	}
+	if len(b) > MaxAnswer {
+		rq.fail(w, http.StatusBadGateway, fmt.Sprintf("Provider %q answered more than %d MiB.", rq.prov.Name, MaxAnswer>>20))
 		return
 	}
 	var v any

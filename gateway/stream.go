@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -25,6 +26,12 @@ var openAIStreamed = map[string]bool{"content": true, "refusal": true, "reasonin
 // anthropicStreamed are the delta fields restored through a stream restorer
 // (or, for thinking and signatures, passed unchanged).
 var anthropicStreamed = map[string]bool{"text": true, "partial_json": true, "thinking": true, "signature": true}
+
+// MaxEvent bounds one server-sent event from a provider; a longer one
+// breaks the stream off (a provider is not trusted with custos' memory).
+const MaxEvent = 8 << 20
+
+var errEventTooLarge = errors.New("gateway: provider sent an event larger than MaxEvent")
 
 // streamResponse relays an SSE answer event by event, restoring
 // placeholders per content stream, and records usage at the end. If the
@@ -49,6 +56,10 @@ func (rq *request) streamResponse(ctx context.Context, w http.ResponseWriter, re
 		t0 := time.Now()
 		line, err := br.ReadBytes('\n')
 		rq.upstream += time.Since(t0)
+		if len(ev.raw)+len(line) > MaxEvent {
+			readErr = errEventTooLarge
+			break
+		}
 		if len(line) > 0 {
 			ev.raw = append(ev.raw, line...)
 			l := bytes.TrimRight(line, "\r\n")
