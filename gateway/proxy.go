@@ -43,7 +43,12 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 		return
 	}
 	rq.key = key
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
+	var in bytes.Buffer
+	if n := r.ContentLength; n > 0 && n <= h.cfg.MaxBody {
+		in.Grow(int(n) + 1) // one allocation for a body of known length
+	}
+	_, err := in.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
+	raw := in.Bytes()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

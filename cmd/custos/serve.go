@@ -474,6 +474,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		hot = "rate limits in redis " + redactURL(c.Redis)
 	}
 	fmt.Fprintf(m.Stdout, "data dir: %s (%s, keeper %s, %s)\n", abs, db, envelope.Redact(kurl), hot)
+	fmt.Fprintf(m.Stdout, "model gateway: OPENAI_BASE_URL=%s/v1 ANTHROPIC_BASE_URL=%s (privacy %s; add providers with custos provider add)\n", m.URL(), m.URL(), c.Privacy)
 	return nil
 }
 
