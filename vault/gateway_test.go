@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/gateway"
@@ -197,4 +199,43 @@ func (e *Env) mustAudit(tb testing.TB) []*custos.AuditEvent {
 		tb.Fatal(err)
 	}
 	return evs
+}
+
+// TestUsagePurge proves usage records older than the retention are
+// deleted and newer ones kept, and that the recorder writes what it was
+// given, batched, including what is queued when it stops.
+func TestUsagePurge(t *testing.T) {
+	e := MustOpenEnv(t)
+	ctx := context.Background()
+	now := e.Clock.Now()
+	rec := e.Service.NewUsageRecorder()
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { rec.Run(runCtx); close(done) }()
+	for i, age := range []time.Duration{0, time.Hour, 89 * 24 * time.Hour, 91 * 24 * time.Hour, 400 * 24 * time.Hour} {
+		rec.Record(&custos.UsageRecord{ID: custos.NewID("use"), OrgID: e.Owner.OrgID, KeyID: e.Owner.ID, Provider: "p", Model: fmt.Sprint("m", i),
+			Route: "chat", Status: 200, TokensIn: 1, Time: now.Add(-age)})
+	}
+	stop()
+	<-done
+	all, err := e.Service.ListUsage(As(e.Owner, "cli"), custos.UsageFilter{Since: now.Add(-500 * 24 * time.Hour)})
+	if err != nil || len(all) != 5 {
+		t.Fatalf("recorded %d records, want 5: %v", len(all), err)
+	}
+	n, err := e.Service.PurgeUsage(ctx, custos.DefaultUsageRetention)
+	if err != nil || n != 2 {
+		t.Fatalf("purged %d, want 2: %v", n, err)
+	}
+	left, _ := e.Service.ListUsage(As(e.Owner, "cli"), custos.UsageFilter{Since: now.Add(-500 * 24 * time.Hour)})
+	if len(left) != 3 {
+		t.Fatalf("%d records left, want 3", len(left))
+	}
+	for _, u := range left {
+		if now.Sub(u.Time) > custos.DefaultUsageRetention {
+			t.Errorf("record of %v kept", u.Time)
+		}
+	}
+	if n, err := e.Service.PurgeUsage(ctx, custos.DefaultUsageRetention); err != nil || n != 0 {
+		t.Errorf("second purge: %d %v", n, err)
+	}
 }
