@@ -41,6 +41,9 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/ratelimit"
+	"github.com/custos-dev/custos/store/memory"
 	"io"
 	"log/slog"
 	"net"
@@ -205,7 +208,7 @@ func run() error {
 	fmt.Fprintf(&b, "Measured %s on %s/%s, %d CPUs, %s, GOGC=%s; command: `go run ./bench/gatewaybench -duration %s -rate %.0f -seq %d -conc %d -rounds %d`\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), gogc,
 		o.duration, o.rate, o.seqN, o.conc, o.rounds)
-	fmt.Fprintf(&b, "One process on loopback: mock OpenAI upstream, bare `httputil.ReverseProxy`, custos (API handler + model gateway, redaction of secrets and PII, egress client, API key checked against the vault on SQLite), load generator. "+
+	fmt.Fprintf(&b, "One process on loopback: mock OpenAI upstream, bare `httputil.ReverseProxy`, custos configured as `custos serve` runs it (API handler + model gateway; key, providers, budgets and the org's setup from the vault on SQLite; redaction of secrets, PII and the org's stored values; AI rate limits; usage recorded; egress client), load generator. "+
 		"Request: %d-byte chat completion (%d bytes streaming; system + user message with code), %d placeholders per request after custos redacts it (3 planted values: GitHub token, AWS key id, email). "+
 		"Latency is to the end of the answer (the end of the stream when streaming); at the fixed rate it counts from each request's scheduled send time. Added = target − direct in the same phase.\n\n",
 		len(p.plain), len(p.stream), fx.echo.placeholders)
@@ -397,21 +400,42 @@ func setup(ctx context.Context, dir string, labels bool) (_ *fixture, err error)
 	} else if !created {
 		return nil, errors.New("bootstrap: the fresh database already has an org")
 	}
-	engine, err := redact.New(redact.Config{Secrets: true, Detectors: pii.Detectors(pii.DefaultConfig())})
+	// custos as `custos serve` runs it: the providers stored in the vault
+	// (local ones: the gateway reaches them with its egress client
+	// restricted to their own host at non-public addresses), the org's
+	// setup resolved and cached by the vault, budgets checked, usage
+	// recorded in batches, the AI rate limits counted (set high enough
+	// never to refuse here).
+	owner, err := svc.Authenticate(ctx, f.token)
 	if err != nil {
-		return nil, fmt.Errorf("redaction engine: %w", err)
+		return nil, err
 	}
-	// The providers are local: the gateway reaches them with its egress
-	// client restricted to their own host at non-public addresses.
+	octx := custos.NewContextWithCaller(ctx, &custos.Caller{Key: owner, Agent: "bench", Source: custos.SourceCLI})
+	for _, p := range []custos.AddProviderInput{
+		{Name: "mock", Kind: custos.ProviderLocal, BaseURL: upURL + "/v1", APIKey: providerToken, Models: []string{benchModel}},
+		{Name: "echo", Kind: custos.ProviderLocal, BaseURL: upURL + "/echo/v1", APIKey: providerToken, Models: []string{echoModel}},
+	} {
+		if _, err := svc.AddProvider(octx, p); err != nil {
+			return nil, fmt.Errorf("add provider %s: %w", p.Name, err)
+		}
+	}
+	vg := svc.NewGateway(redact.Config{Secrets: true, Detectors: pii.Detectors(pii.DefaultConfig())})
+	usage := svc.NewUsageRecorder()
+	go usage.Run(ctx)
+	lim := ratelimit.New(memory.New(), ratelimit.Config{
+		PerKey: ratelimit.Limit{N: 1 << 40, Window: time.Minute}, PerIP: ratelimit.Limit{N: 1 << 40, Window: time.Minute},
+		AuthFailuresPerIP: ratelimit.Limit{N: 20, Window: 10 * time.Minute}, Namespace: "ai:"}, discard)
 	gw, err := gateway.NewHandler(gateway.Config{
-		Keys: svc,
-		Providers: []gateway.Provider{
-			{Name: "mock", Kind: gateway.KindOpenAI, BaseURL: upURL + "/v1", APIKey: providerToken, Models: []string{benchModel}, Local: true},
-			{Name: "echo", Kind: gateway.KindOpenAI, BaseURL: upURL + "/echo/v1", APIKey: providerToken, Models: []string{echoModel}, Local: true},
-		},
-		Engine: engine,
-		Egress: egress.Config{Timeout: 5 * time.Minute},
-		Logger: discard,
+		Keys:     svc,
+		Resolve:  vg.Setup,
+		Budgets:  vg,
+		OnKnown:  vg.KnownFound,
+		OnUsage:  usage.Record,
+		Limiter:  lim,
+		Egress:   egress.Config{},
+		Logger:   discard,
+		Mode:     custos.PrivacyNormal,
+		OnSecret: gateway.OnSecretRedact,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("gateway: %w", err)
