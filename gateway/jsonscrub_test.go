@@ -129,3 +129,23 @@ func BenchmarkScrubBody(b *testing.B) {
 		}
 	}
 }
+
+// TestBracketInString checks the passthrough test of stream events: a '['
+// in a string (raw or \u005b) counts, the brackets of arrays do not.
+func TestBracketInString(t *testing.T) {
+	for in, want := range map[string]bool{
+		`{"choices":[{"delta":{"content":"hi"}}]}`:           false,
+		`{"choices":[{"delta":{"content":"a [[SECRET_1"}}]}`: true,
+		`{"choices":[{"delta":{"content":"["}}]}`:            true,
+		`{"c":"\u005b"}`:      true,
+		`{"c":"\u005B"}`:      true,
+		`{"c":"\"[\""}`:       true,
+		`{"c":"\\","d":[1]}`:  false,
+		`{"c":"x\"y","d":[]}`: false,
+		`[]`:                  false,
+	} {
+		if got := bracketInString([]byte(in)); got != want {
+			t.Errorf("%s: %v, want %v", in, got, want)
+		}
+	}
+}

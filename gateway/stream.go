@@ -150,7 +150,7 @@ func (st *streamState) passthrough(ev *sseEvent) bool {
 	if st.rq.sc == nil || len(st.rq.sc.raw) == 0 {
 		return true
 	}
-	if bytes.IndexByte(ev.data, '[') >= 0 {
+	if bracketInString(ev.data) {
 		return false
 	}
 	for _, r := range st.streams {
@@ -159,6 +159,28 @@ func (st *streamState) passthrough(ev *sseEvent) bool {
 		}
 	}
 	return true
+}
+
+// bracketInString reports whether a JSON text has a '[' (which may begin
+// or continue a placeholder) inside one of its strings, raw or escaped as
+// \u005b; the brackets of its arrays do not count.
+func bracketInString(data []byte) bool {
+	in := false
+	for i := 0; i < len(data); i++ {
+		switch c := data[i]; {
+		case c == '"':
+			in = !in
+		case !in:
+		case c == '[':
+			return true
+		case c == '\\':
+			if i+5 < len(data) && data[i+1] == 'u' && data[i+2] == '0' && data[i+3] == '0' && data[i+4] == '5' && (data[i+5] == 'b' || data[i+5] == 'B') {
+				return true
+			}
+			i++ // the escaped byte
+		}
+	}
+	return false
 }
 
 // usageOnly reads the token counts of an event passed through unchanged.
