@@ -165,6 +165,10 @@ type Config struct {
 	// DefaultMaxOutput is the output tokens reserved for a request that
 	// sets no max_tokens; zero means 4096.
 	DefaultMaxOutput int64
+	// NoFindCache turns off the cache of findings of long strings (by
+	// SHA-256, per engine and key) that spares re-scanning the history an
+	// agent resends on every turn.
+	NoFindCache bool
 }
 
 // Defaults of Config.
@@ -192,6 +196,8 @@ type Handler struct {
 	mux   *http.ServeMux
 	cloud *http.Client
 
+	cache *findCache // findings of long strings; nil when disabled
+
 	mu       sync.RWMutex
 	locals   map[string]*http.Client // local provider host → client
 	breakers map[string]*breaker     // provider identity → breaker
@@ -204,6 +210,9 @@ type Handler struct {
 // (Anthropic format). It fails if cfg.Egress is invalid.
 func NewHandler(cfg Config) (*Handler, error) {
 	h := &Handler{cfg: cfg, log: cfg.Logger, locals: map[string]*http.Client{}, breakers: map[string]*breaker{}}
+	if !cfg.NoFindCache {
+		h.cache = newFindCache()
+	}
 	if h.log == nil {
 		h.log = slog.Default()
 	}

@@ -67,7 +67,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 	}
 	// One pass validates the body, reads its routing fields and redacts
 	// every text field; the model and the flags stay as they are.
-	rq.sc = newScrubber(setup.Engine)
+	rq.sc = newScrubber(setup.Engine).withCache(h.cache, key.ID)
 	out, body, err := scrubBody(raw, rq.sc, f == wireOpenAI && rt == routeChat)
 	if err != nil {
 		writeError(w, f, http.StatusBadRequest, "The request body is not a JSON object.")

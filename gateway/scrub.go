@@ -12,10 +12,13 @@ import (
 // scrubber redacts one request and restores its response. A nil scrubber
 // (no engine) changes nothing.
 type scrubber struct {
-	sess *redact.Session
-	raw  map[string]string // placeholder → value
-	esc  map[string]string // placeholder → value escaped for a JSON string
-	n    int               // findings
+	eng   *redact.Engine
+	cache *findCache // nil: no cache
+	keyID string
+	sess  *redact.Session
+	raw   map[string]string // placeholder → value
+	esc   map[string]string // placeholder → value escaped for a JSON string
+	n     int               // findings
 	// known are the labels (secret names) of the stored values found.
 	known map[string]bool
 }
@@ -24,7 +27,16 @@ func newScrubber(e *redact.Engine) *scrubber {
 	if e == nil {
 		return nil
 	}
-	return &scrubber{sess: e.NewSession(), raw: map[string]string{}, esc: map[string]string{}}
+	return &scrubber{eng: e, sess: e.NewSession(), raw: map[string]string{}, esc: map[string]string{}}
+}
+
+// withCache makes s look up the findings of long strings in c, for API key
+// keyID.
+func (s *scrubber) withCache(c *findCache, keyID string) *scrubber {
+	if s != nil {
+		s.cache, s.keyID = c, keyID
+	}
+	return s
 }
 
 // skipKeys are structural fields never redacted: changing them would break
@@ -77,7 +89,8 @@ func (s *scrubber) redactValue(v any) any {
 }
 
 func (s *scrubber) redactString(str string) string {
-	out, fs := s.sess.Redact([]byte(str))
+	src := []byte(str)
+	out, fs := s.sess.RedactFound(src, s.cache.find(s.eng, s.keyID, src))
 	if len(fs) == 0 {
 		return str
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Config selects what an Engine finds.
@@ -60,7 +61,15 @@ type Engine struct {
 	knownLbl  []string // known pattern id → label
 	detectors []Detector
 	pool      sync.Pool
+	id        uint64 // unique per Engine of this process
 }
+
+// engineIDs numbers Engines.
+var engineIDs atomic.Uint64
+
+// ID returns a number no other Engine of this process has, for caches of
+// its results that must not keep the Engine itself alive.
+func (e *Engine) ID() uint64 { return e.id }
 
 // rulesOnce caches the parsed rule files: they are the same for every Engine.
 var rulesOnce = sync.OnceValues(loadRules)
@@ -68,7 +77,7 @@ var rulesOnce = sync.OnceValues(loadRules)
 // New compiles an Engine. It returns an error if an allowlist regex in cfg
 // does not compile.
 func New(cfg Config) (*Engine, error) {
-	e := &Engine{detectors: slices.Clone(cfg.Detectors)}
+	e := &Engine{detectors: slices.Clone(cfg.Detectors), id: engineIDs.Add(1)}
 	if cfg.Secrets {
 		rs, err := rulesOnce()
 		if err != nil {

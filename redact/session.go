@@ -43,7 +43,13 @@ func (e *Engine) NewSession() *Session {
 // Placeholder set and Start/End relative to src. Bytes outside findings
 // are copied unchanged.
 func (s *Session) Redact(src []byte) (out []byte, findings []Finding) {
-	findings = s.e.Find(src)
+	return s.RedactFound(src, s.e.Find(src))
+}
+
+// RedactFound is Redact with the findings of src already known (from an
+// earlier Find of the same bytes on the same Engine): it assigns their
+// placeholders and replaces them. findings is modified and returned.
+func (s *Session) RedactFound(src []byte, findings []Finding) (out []byte, _ []Finding) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// A placeholder already in the input must never be issued, or Restore

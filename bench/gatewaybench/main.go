@@ -153,7 +153,10 @@ func run() error {
 	}
 	fmt.Fprintf(os.Stderr, "check passed: the upstream saw %d placeholders and no planted value; the caller got every value back\n", fx.echo.placeholders)
 
-	modes := []mode{{"non-streaming", false, p.plain}, {"streaming", true, p.stream}}
+	modes := []mode{
+		{"non-streaming", false, p.plain, bytes.Index(p.plain, []byte(nonceSlot))},
+		{"streaming", true, p.stream, bytes.Index(p.stream, []byte(nonceSlot))},
+	}
 	for _, m := range modes {
 		for _, t := range fx.targets {
 			if s := t.do(m, time.Now()); !s.ok {
@@ -192,6 +195,14 @@ func run() error {
 		tp := rotate(fx.targets, o.rounds, func(t *target) []sample { return closedLoop(t, m, o.conc, o.duration/time.Duration(o.rounds)) })
 		tput = append(tput, tputRows(m, fx.targets, tp)...)
 	}
+
+	// The agent loop: the same prompt resent, as an agent resends its
+	// history every turn. custos finds its secrets once and then looks
+	// the findings up by SHA-256 (not a target; shown for comparison).
+	fmt.Fprintf(os.Stderr, "non-streaming, same prompt resent: sequential\n")
+	same := mode{"non-streaming", false, p.plain, -1}
+	sequential(fx.targets, same, o.seqN/5)
+	lat = append(lat, latRows(same, "sequential, same prompt resent", sequential(fx.targets, same, o.seqN))...)
 
 	if o.memprofile != "" {
 		f, err := os.Create(o.memprofile)
@@ -682,7 +693,7 @@ func newPrompt() (*prompt, error) {
 	aws := "AKIA" + rand.Text()[:16]
 	email := "dana." + strings.ToLower(rand.Text()[:6]) + "@northwind-traders.com"
 	var u strings.Builder
-	u.WriteString("Can you review this client package? It is slow under load and I think the retry loop leaks connections.\n\n```go\npackage inventory\n\n")
+	u.WriteString("Request " + nonceSlot + ". Can you review this client package? It is slow under load and I think the retry loop leaks connections.\n\n```go\npackage inventory\n\n")
 	fmt.Fprintf(&u, "// Maintainer: %s\n\nconst (\n\tgithubToken = %q // TODO: move to the vault\n\tawsKeyID    = %q\n)\n", email, ghp, aws)
 	names := []string{"Inventory", "Orders", "Shipping", "Billing", "Catalog", "Returns", "Pricing", "Warehouse", "Suppliers", "Invoices"}
 	for i := 0; u.Len() < 2*promptSize; i++ {
@@ -839,6 +850,25 @@ type mode struct {
 	name   string
 	stream bool
 	body   []byte
+	nonce  int // offset of the nonce slot in body; -1: send body unchanged
+}
+
+// nonceSlot is replaced in every request by a number of its own, so no two
+// requests carry the same text and custos's cache of findings cannot make
+// the cold path look faster than it is.
+const nonceSlot = "NONCE-0000000000"
+
+var nonces atomic.Uint64
+
+// payload returns the body of one request: a copy of m.body with a fresh
+// nonce, or m.body itself.
+func (m mode) payload() []byte {
+	if m.nonce < 0 {
+		return m.body
+	}
+	b := bytes.Clone(m.body)
+	copy(b[m.nonce+len("NONCE-"):m.nonce+len(nonceSlot)], fmt.Sprintf("%010d", nonces.Add(1)%1e10))
+	return b
 }
 
 // target is one endpoint under test with its own connection pool.
@@ -901,7 +931,7 @@ var doneEvent = []byte("data: [DONE]")
 // do sends one request and reads the whole answer; from is when it was due.
 func (t *target) do(m mode, from time.Time) sample {
 	s := sample{overhead: -1, late: time.Since(from)}
-	req, err := t.request(m.body)
+	req, err := t.request(m.payload())
 	if err != nil {
 		s.err = err.Error()
 		return s
