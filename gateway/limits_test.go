@@ -66,3 +66,30 @@ func TestProviderAnswerLimits(t *testing.T) {
 		t.Errorf("stream usage status %d, want 502", u.Status)
 	}
 }
+
+// TestAnthropicBetaQuery proves the ?beta=true of Anthropic's beta calls
+// (Claude Code makes them) reaches the provider, and nothing else of the
+// caller's query does.
+func TestAnthropicBetaQuery(t *testing.T) {
+	queries := make(chan string, 4)
+	up := newFakeUp(t, "anthropic", func(w http.ResponseWriter, r *http.Request, body []byte) {
+		queries <- r.URL.RawQuery
+		writeAnthropicAnswer(w, "claude-sonnet-4-5", "ok", false)
+	})
+	g := newGW(t, gateway.Config{Providers: []gateway.Provider{up.anthropic(anthropicKey, "claude-*")}, Egress: loopbackCloud})
+	hdr := authHeader("/v1/messages")
+	hdr["anthropic-version"] = "2023-06-01"
+	for path, want := range map[string]string{
+		"/v1/messages?beta=true":                 "beta=true",
+		"/v1/messages?beta=true&secret=ghp_abcd": "beta=true",
+		"/v1/messages?other=1":                   "",
+	} {
+		r := g.post(path, `{"model":"claude-sonnet-4-5","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}`, hdr)
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", path, r.status, r.body)
+		}
+		if got := <-queries; got != want {
+			t.Errorf("%s: provider saw query %q, want %q", path, got, want)
+		}
+	}
+}

@@ -17,6 +17,7 @@ import (
 
 // request is the state of one proxied request.
 type request struct {
+	query    string // the query forwarded to an Anthropic provider ("?beta=true")
 	h        *Handler
 	f        wire
 	rt       route
@@ -38,6 +39,11 @@ const IDPrefix = "use"
 
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route) {
 	rq := &request{h: h, f: f, rt: rt, start: time.Now()}
+	// Anthropic's SDKs mark beta calls with ?beta=true (Claude Code does);
+	// that flag, and nothing else of the caller's query, is forwarded.
+	if b := r.URL.Query().Get("beta"); f == wireAnthropic && (b == "true" || b == "false") {
+		rq.query = "?beta=" + b
+	}
 	key := h.admit(w, r, f)
 	if key == nil {
 		return

@@ -128,7 +128,11 @@ func (rq *request) send(ctx context.Context, p *Provider, body []byte, hdr http.
 		}
 		return nil, &attemptError{status: http.StatusBadGateway, msg: err.Error()}
 	}
-	up, err := http.NewRequestWithContext(ctx, http.MethodPost, trimSlash(p.BaseURL)+rq.rt.path(), newBody(body))
+	u := trimSlash(p.BaseURL) + rq.rt.path()
+	if p.Kind == KindAnthropic {
+		u += rq.query
+	}
+	up, err := http.NewRequestWithContext(ctx, http.MethodPost, u, newBody(body))
 	if err != nil {
 		return nil, &attemptError{status: http.StatusBadGateway, msg: fmt.Sprintf("Provider %q has an invalid base URL.", p.Name)}
 	}
