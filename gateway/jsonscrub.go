@@ -45,6 +45,23 @@ func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, er
 		return nil, t, errNotObject
 	}
 	for {
+		// A string value is read raw: most need no unquoting, and most come
+		// back unchanged, so they are copied as they came.
+		if n := len(stack); n > 0 && dec.PeekKind() == '"' && !(stack[n-1].obj && stack[n-1].wantName) {
+			f := &stack[n-1]
+			key := ""
+			if f.obj {
+				key, f.wantName = f.key, true
+			}
+			raw, err := dec.ReadValue()
+			if err != nil {
+				return nil, t, errNotObject
+			}
+			if err := scrubString(enc, raw, key, n == 1, &t, sc, skipDepth >= 0 || (f.obj && skipKeys[key])); err != nil {
+				return nil, t, err
+			}
+			continue
+		}
 		tok, err := dec.ReadToken()
 		if err == io.EOF {
 			break
@@ -151,4 +168,37 @@ func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, er
 		}
 	}
 	return nil, t, errNotObject
+}
+
+// scrubString writes the raw JSON string value raw (under key; top: in the
+// top-level object) to enc, redacted unless skip, and reads the routing
+// fields from it.
+func scrubString(enc *jsontext.Encoder, raw jsontext.Value, key string, top bool, t *top, sc *scrubber, skip bool) error {
+	content := []byte(raw[1 : len(raw)-1])
+	escaped := bytes.IndexByte(content, '\\') >= 0
+	if escaped {
+		var err error
+		if content, err = jsontext.AppendUnquote(nil, raw); err != nil {
+			return errNotObject
+		}
+	}
+	if top && key == "model" {
+		t.model = string(content)
+	}
+	if sc == nil || skip || (top && key == "stream") || (key == "url" && bytes.HasPrefix(content, []byte("data:"))) {
+		return enc.WriteValue(raw)
+	}
+	var out string
+	var changed bool
+	if key == "arguments" {
+		in := string(content)
+		out = sc.redactJSONString(in)
+		changed = out != in
+	} else {
+		out, changed = sc.redactBytes(content)
+	}
+	if !changed {
+		return enc.WriteValue(raw)
+	}
+	return enc.WriteToken(jsontext.String(out))
 }

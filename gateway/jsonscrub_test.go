@@ -149,3 +149,18 @@ func TestBracketInString(t *testing.T) {
 		}
 	}
 }
+
+// TestScrubBodyReservesPlaceholders proves a placeholder already written in
+// a request (with nothing to redact in its string) is never issued for a
+// real value, so restoring the answer cannot turn that text into a secret.
+func TestScrubBodyReservesPlaceholders(t *testing.T) {
+	sc := newScrubber(testEngine(t))
+	in := `{"model":"m","messages":[{"role":"user","content":"say [[SECRET_1]] back"},{"role":"user","content":"token ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW"}]}`
+	out, _, err := scrubBody([]byte(in), sc, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Count(out, []byte("[[SECRET_1]]")) != 1 || !bytes.Contains(out, []byte("[[SECRET_2]]")) {
+		t.Fatalf("the real token took the placeholder written in the request: %s", out)
+	}
+}

@@ -89,11 +89,24 @@ func (s *scrubber) redactValue(v any) any {
 }
 
 func (s *scrubber) redactString(str string) string {
-	src := []byte(str)
-	out, fs := s.sess.RedactFound(src, s.cache.find(s.eng, s.keyID, src))
-	if len(fs) == 0 {
-		return str
+	if out, changed := s.redactBytes([]byte(str)); changed {
+		return out
 	}
+	return str
+}
+
+// redactBytes redacts src; it reports whether anything was found, and
+// allocates nothing when not.
+func (s *scrubber) redactBytes(src []byte) (string, bool) {
+	fs := s.cache.find(s.eng, s.keyID, src)
+	if len(fs) == 0 {
+		if bytes.Contains(src, []byte("[[")) {
+			s.sess.RedactFound(src, nil) // placeholders already in the text are never issued
+		}
+		return "", false
+	}
+	out, fs := s.sess.RedactFound(src, fs)
+	str := string(src)
 	for _, f := range fs {
 		if f.Label != "" {
 			if s.known == nil {
@@ -106,7 +119,7 @@ func (s *scrubber) redactString(str string) string {
 		s.esc[f.Placeholder] = jsonEscape(v)
 	}
 	s.n += len(fs)
-	return string(out)
+	return string(out), true
 }
 
 // redactJSONString redacts a string that holds JSON (tool call arguments),
