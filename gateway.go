@@ -15,6 +15,9 @@ const (
 	ProviderAnthropic = "anthropic" // api.anthropic.com
 	ProviderGoogle    = "google"    // Gemini's OpenAI-compatible endpoint
 	ProviderLocal     = "local"     // an OpenAI-compatible server on this machine or network (Ollama, vLLM, llama.cpp)
+	// ProviderLocalAnthropic is an Anthropic-compatible server on this
+	// machine or network (a LiteLLM proxy, Ollama's Anthropic API).
+	ProviderLocalAnthropic = "local-anthropic"
 )
 
 // ModelProvider is a model provider the org's gateway forwards to, with the
@@ -40,7 +43,9 @@ type ModelProvider struct {
 }
 
 // Local reports whether p is a provider on the local machine or network.
-func (p *ModelProvider) Local() bool { return p.Kind == ProviderLocal }
+func (p *ModelProvider) Local() bool {
+	return p.Kind == ProviderLocal || p.Kind == ProviderLocalAnthropic
+}
 
 // AddProviderInput is what a caller gives to add a provider. APIKey travels
 // only in a request body, never in a URL or argv.

@@ -70,7 +70,7 @@ var DefaultBaseURLs = map[string]string{
 // key, opened, is apiKey.
 func FromModelProvider(p *custos.ModelProvider, apiKey string) Provider {
 	g := Provider{Name: p.Name, Kind: KindOpenAI, BaseURL: p.BaseURL, APIKey: apiKey, Models: p.Models, Local: p.Local()}
-	if p.Kind == custos.ProviderAnthropic {
+	if p.Kind == custos.ProviderAnthropic || p.Kind == custos.ProviderLocalAnthropic {
 		g.Kind = KindAnthropic
 	}
 	if g.BaseURL == "" {

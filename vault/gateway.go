@@ -53,9 +53,9 @@ func validateProvider(in *custos.AddProviderInput) error {
 		return custos.Errorf(custos.EINVALID, "provider name must be 1-64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
 	}
 	switch in.Kind {
-	case custos.ProviderOpenAI, custos.ProviderAnthropic, custos.ProviderGoogle, custos.ProviderLocal:
+	case custos.ProviderOpenAI, custos.ProviderAnthropic, custos.ProviderGoogle, custos.ProviderLocal, custos.ProviderLocalAnthropic:
 	default:
-		return custos.Errorf(custos.EINVALID, "provider kind must be openai, anthropic, google or local, not %q", clipStr(in.Kind, 32))
+		return custos.Errorf(custos.EINVALID, "provider kind must be openai, anthropic, google, local or local-anthropic, not %q", clipStr(in.Kind, 32))
 	}
 	if len(in.Models) == 0 || len(in.Models) > 100 {
 		return custos.Errorf(custos.EINVALID, "give 1 to 100 models (exact names, or prefixes ending in '*')")
@@ -76,11 +76,12 @@ func validateProvider(in *custos.AddProviderInput) error {
 			return custos.Errorf(custos.EINVALID, "api_key contains a space or control character")
 		}
 	}
-	if in.APIKey == "" && in.Kind != custos.ProviderLocal {
+	local := in.Kind == custos.ProviderLocal || in.Kind == custos.ProviderLocalAnthropic
+	if in.APIKey == "" && !local {
 		return custos.Errorf(custos.EINVALID, "a %s provider needs its API key", in.Kind)
 	}
 	if in.BaseURL == "" {
-		if in.Kind == custos.ProviderLocal {
+		if local {
 			return custos.Errorf(custos.EINVALID, "a local provider needs its base_url (for Ollama: http://127.0.0.1:11434/v1)")
 		}
 		in.BaseURL = gateway.DefaultBaseURLs[in.Kind]
@@ -90,7 +91,7 @@ func validateProvider(in *custos.AddProviderInput) error {
 		return custos.Errorf(custos.EINVALID, "base_url must be an absolute http(s) URL without credentials, query or fragment")
 	}
 	in.BaseURL = strings.TrimSuffix(in.BaseURL, "/")
-	if in.Kind != custos.ProviderLocal {
+	if !local {
 		// A cloud provider is reached over HTTPS at public addresses only.
 		if err := egress.CheckURL(egress.Config{}, in.BaseURL); err != nil {
 			return custos.Errorf(custos.EINVALID, "base_url is not allowed for a cloud provider (use kind local for a server on your network): %s", strings.TrimPrefix(err.Error(), "egress: "))

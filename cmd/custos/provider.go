@@ -65,7 +65,7 @@ func (c *CLI) runProvider(ctx context.Context, args []string) error {
 }
 
 // providerKinds are the kinds of provider, as custos.ModelProvider has them.
-var providerKinds = []string{custos.ProviderOpenAI, custos.ProviderAnthropic, custos.ProviderGoogle, custos.ProviderLocal}
+var providerKinds = []string{custos.ProviderOpenAI, custos.ProviderAnthropic, custos.ProviderGoogle, custos.ProviderLocal, custos.ProviderLocalAnthropic}
 
 // providerNameRE is the form of a provider name (the server checks it too).
 var providerNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
@@ -74,8 +74,9 @@ var providerNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 const providerAddUsage = `Usage: custos provider add NAME --kind KIND --model M [--model M2]... [--base-url URL] [--priority N] [--no-key] [--json]
 
 Adds a model provider. KIND is openai, anthropic, google (Gemini's
-OpenAI-compatible API) or local (an OpenAI-compatible server on this
-machine or network: Ollama, vLLM, llama.cpp). --model names the models it
+OpenAI-compatible API), local (an OpenAI-compatible server on this
+machine or network: Ollama, vLLM, llama.cpp) or local-anthropic (an
+Anthropic-compatible one, such as a LiteLLM proxy). --model names the models it
 serves: exact names or prefixes ending in '*', repeated or comma-separated.
 Requests for a model go to the matching provider with the lowest
 --priority; the others are fallbacks.
@@ -88,7 +89,8 @@ provider may have no key (--no-key).
 
 --base-url defaults to the kind's public API (an anthropic URL has no /v1).
 Cloud kinds are reached over HTTPS at public addresses only; a local
-provider needs --base-url, at a private or loopback address.
+provider needs --base-url, at a private or loopback address (for
+local-anthropic without /v1, as for anthropic).
 
 Example:
   printf %s "$OPENAI_API_KEY" | custos provider add openai --kind openai --model 'gpt-*,o3*'
@@ -98,7 +100,7 @@ Example:
 
 func (c *CLI) providerAdd(ctx context.Context, args []string) error {
 	f := c.newFlags("provider add", providerAddUsage)
-	kind := f.String("kind", "", "provider `KIND`: openai, anthropic, google or local (required)")
+	kind := f.String("kind", "", "provider `KIND`: openai, anthropic, google, local or local-anthropic (required)")
 	var models modelsValue
 	f.Var(&models, "model", "a model `M` it serves, or a prefix ending in '*' (repeatable, or comma-separated; required)")
 	baseURL := f.String("base-url", "", "the API's base `URL` (default: the kind's public API)")
@@ -121,16 +123,16 @@ func (c *CLI) providerAdd(ctx context.Context, args []string) error {
 	}
 	switch {
 	case in.Kind == "":
-		return f.usageErr("--kind is required: openai, anthropic, google or local")
+		return f.usageErr("--kind is required: openai, anthropic, google, local or local-anthropic")
 	case !slices.Contains(providerKinds, in.Kind):
-		return f.usageErr("--kind: invalid kind %q: use openai, anthropic, google or local", clip(in.Kind, 20))
+		return f.usageErr("--kind: invalid kind %q: use openai, anthropic, google, local or local-anthropic", clip(in.Kind, 20))
 	case len(in.Models) == 0:
 		return f.usageErr("--model is required: the models it serves, e.g. --model gpt-4o or --model 'gpt-*'")
 	case in.Priority < 0 || in.Priority > 1000:
 		return f.usageErr("--priority: must be 0 to 1000")
-	case *noKey && in.Kind != custos.ProviderLocal:
-		return f.usageErr("--no-key is only for --kind local: a %s provider needs its API key on stdin", in.Kind)
-	case in.BaseURL == "" && in.Kind == custos.ProviderLocal:
+	case *noKey && in.Kind != custos.ProviderLocal && in.Kind != custos.ProviderLocalAnthropic:
+		return f.usageErr("--no-key is only for --kind local or local-anthropic: a %s provider needs its API key on stdin", in.Kind)
+	case in.BaseURL == "" && (in.Kind == custos.ProviderLocal || in.Kind == custos.ProviderLocalAnthropic):
 		return f.usageErr("--base-url is required for a local provider, e.g. http://127.0.0.1:11434/v1 for Ollama")
 	}
 	if in.BaseURL != "" {
