@@ -25,7 +25,6 @@ type anthropicUp struct {
 	qs  []string
 }
 
-
 func newAnthropicUp(tb testing.TB) *anthropicUp {
 	u := &anthropicUp{}
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
