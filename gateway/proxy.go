@@ -295,9 +295,7 @@ func (rq *request) jsonResponse(w http.ResponseWriter, resp *http.Response) {
 		return
 	}
 	var v any
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := dec.Decode(&v); err != nil {
+	if err := decode(b, &v); err != nil {
 		rq.fail(w, http.StatusBadGateway, fmt.Sprintf("Provider %q answered invalid JSON.", rq.prov.Name))
 		return
 	}

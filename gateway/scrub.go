@@ -130,9 +130,7 @@ func (s *scrubber) redactJSONString(str string) string {
 		return out
 	}
 	var v any
-	d := json.NewDecoder(strings.NewReader(str))
-	d.UseNumber()
-	if d.Decode(&v) != nil {
+	if decode([]byte(str), &v) != nil {
 		return out
 	}
 	b, err := marshal(s.redactValue(v))
@@ -145,6 +143,14 @@ func (s *scrubber) redactJSONString(str string) string {
 func jsonEscape(v string) string {
 	b, _ := marshal(v)
 	return string(b[1 : len(b)-1])
+}
+
+// decode decodes the JSON value b into v, keeping numbers as json.Number
+// so they are re-encoded exactly.
+func decode(b []byte, v any) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
+	return d.Decode(v)
 }
 
 // marshal encodes v without HTML escaping and without a trailing newline.

@@ -189,9 +189,7 @@ func (st *streamState) usageOnly(ev *sseEvent) {
 		return
 	}
 	var m map[string]any
-	dec := json.NewDecoder(bytes.NewReader(ev.data))
-	dec.UseNumber()
-	if dec.Decode(&m) != nil {
+	if decode(ev.data, &m) != nil {
 		return
 	}
 	st.rq.takeUsage(m["usage"])
@@ -220,9 +218,7 @@ func (st *streamState) handle(ev *sseEvent) {
 		return
 	}
 	var m map[string]any
-	dec := json.NewDecoder(bytes.NewReader(ev.data))
-	dec.UseNumber()
-	if dec.Decode(&m) != nil {
+	if decode(ev.data, &m) != nil {
 		_, _ = st.w.Write(ev.raw)
 		st.flush()
 		return
@@ -407,9 +403,7 @@ func (st *streamState) flushAll() {
 	}
 	if st.lastRaw != nil {
 		var m map[string]any
-		dec := json.NewDecoder(bytes.NewReader(st.lastRaw))
-		dec.UseNumber()
-		if dec.Decode(&m) == nil {
+		if decode(st.lastRaw, &m) == nil {
 			st.last = m
 		}
 	}

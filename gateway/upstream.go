@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"strconv"
+	"strings"
 
 	"github.com/sony/gobreaker/v2"
 
@@ -35,10 +36,8 @@ func (h *Handler) client(p *Provider, mode string) (*http.Client, error) {
 		host = u.Hostname()
 		// An address literal would be listed as its own CIDR, which admits
 		// link-local addresses (cloud metadata); no provider lives there.
-		if a, err := netip.ParseAddr(host); err == nil {
-			if c := egress.Classify(a.Unmap()); c == egress.ClassLinkLocal || c == egress.ClassReserved {
-				return nil, &egress.BlockedError{Host: host, Reason: "address " + host + " is " + c.String() + " and never a provider"}
-			}
+		if c, never := NeverProvider(host); never {
+			return nil, &egress.BlockedError{Host: host, Reason: "address " + host + " is " + c.String() + " and never a provider"}
 		}
 	}
 	h.mu.RLock()
@@ -68,6 +67,22 @@ func (h *Handler) client(p *Provider, mode string) (*http.Client, error) {
 	}
 	h.locals[host] = c
 	return c, nil
+}
+
+// NeverProvider reports whether host is an address literal no provider
+// may have, whatever its configuration: link-local (where cloud metadata
+// lives), reserved, or never dialled. It also returns its class.
+func NeverProvider(host string) (egress.Class, bool) {
+	a, err := netip.ParseAddr(strings.Trim(host, "[]"))
+	if err != nil {
+		return egress.ClassPublic, false
+	}
+	switch c := egress.Classify(a.WithZone("").Unmap()); c {
+	case egress.ClassLinkLocal, egress.ClassReserved, egress.ClassUnspecified, egress.ClassThisNetwork, egress.ClassMulticast, egress.ClassBroadcast:
+		return c, true
+	default:
+		return c, false
+	}
 }
 
 // breaker is the circuit breaker of one provider.

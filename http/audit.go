@@ -31,12 +31,8 @@ func parseAuditFilter(q url.Values) (custos.AuditFilter, error) {
 	if err := allowQuery(q, []string{"since", "after", "limit"}); err != nil {
 		return f, err
 	}
-	if _, ok := q["since"]; ok {
-		t, err := time.Parse(time.RFC3339, q.Get("since"))
-		if err != nil {
-			return f, invalidf("invalid since %q: want an RFC 3339 time such as 2025-01-02T15:04:05Z", clip(q.Get("since"), 40))
-		}
-		f.Since = t
+	if err := queryTime(q, "since", &f.Since); err != nil {
+		return f, err
 	}
 	if _, ok := q["after"]; ok {
 		n, err := strconv.ParseInt(q.Get("after"), 10, 64)
@@ -45,14 +41,7 @@ func parseAuditFilter(q url.Values) (custos.AuditFilter, error) {
 		}
 		f.AfterSeq = n
 	}
-	if _, ok := q["limit"]; ok {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > MaxAuditLimit {
-			return f, invalidf("invalid limit %q: want 1 to %d", clip(q.Get("limit"), 24), MaxAuditLimit)
-		}
-		f.Limit = n
-	}
-	return f, nil
+	return f, queryLimit(q, MaxAuditLimit, &f.Limit)
 }
 
 // handleListAudit answers GET /v1/audit?since=…&after=…&limit=….

@@ -247,29 +247,21 @@ func parseUsageFilter(q url.Values, extra ...string) (custos.UsageFilter, error)
 		return f, err
 	}
 	for name, t := range map[string]*time.Time{"since": &f.Since, "until": &f.Until} {
-		if _, ok := q[name]; !ok {
-			continue
+		if err := queryTime(q, name, t); err != nil {
+			return f, err
 		}
-		v, err := time.Parse(time.RFC3339, q.Get(name))
-		if err != nil {
-			return f, invalidf("invalid %s %q: want an RFC 3339 time such as 2025-01-02T15:04:05Z", name, clip(q.Get(name), 40))
-		}
-		*t = v.UTC()
+		*t = t.UTC()
 	}
 	if f.KeyID = q.Get("key_id"); f.KeyID != "" {
 		if err := custos.ValidateID(custos.PrefixKey, f.KeyID); err != nil {
 			return f, err
 		}
 	}
-	if _, ok := q["limit"]; ok {
-		n, err := strconv.Atoi(q.Get("limit"))
-		if err != nil || n < 1 || n > 10000 {
-			return f, invalidf("invalid limit %q: want 1 to 10000", clip(q.Get("limit"), 24))
-		}
-		f.Limit = n
-	}
-	return f, nil
+	return f, queryLimit(q, MaxUsageLimit, &f.Limit)
 }
+
+// MaxUsageLimit is the most usage records one listing returns.
+const MaxUsageLimit = 10000
 
 // handleListUsage answers GET /v1/usage.
 func (h *handler) handleListUsage(w http.ResponseWriter, r *http.Request) error {

@@ -16,7 +16,9 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/custos-dev/custos"
@@ -386,6 +388,32 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// queryTime reads query parameter name, if given, as an RFC 3339 time.
+func queryTime(q url.Values, name string, t *time.Time) error {
+	if _, ok := q[name]; !ok {
+		return nil
+	}
+	v, err := time.Parse(time.RFC3339, q.Get(name))
+	if err != nil {
+		return invalidf("invalid %s %q: want an RFC 3339 time such as 2025-01-02T15:04:05Z", name, clip(q.Get(name), 40))
+	}
+	*t = v
+	return nil
+}
+
+// queryLimit reads the limit query parameter, if given: 1 to most.
+func queryLimit(q url.Values, most int, n *int) error {
+	if _, ok := q["limit"]; !ok {
+		return nil
+	}
+	v, err := strconv.Atoi(q.Get("limit"))
+	if err != nil || v < 1 || v > most {
+		return invalidf("invalid limit %q: want 1 to %d", clip(q.Get("limit"), 24), most)
+	}
+	*n = v
+	return nil
 }
 
 // segment escapes one path segment for a client URL.

@@ -98,13 +98,11 @@ func validateProvider(in *custos.AddProviderInput) error {
 		}
 		return nil
 	}
-	if a, err := netip.ParseAddr(strings.Trim(u.Hostname(), "[]")); err == nil {
-		switch c := egress.Classify(a.Unmap()); {
-		case c.IsPublic():
-			return custos.Errorf(custos.EINVALID, "a local provider must be on this machine or network, not at public address %s", a)
-		case c == egress.ClassLinkLocal || c == egress.ClassReserved || c == egress.ClassUnspecified || c == egress.ClassThisNetwork || c == egress.ClassMulticast || c == egress.ClassBroadcast:
-			return custos.Errorf(custos.EINVALID, "base_url address %s is %s and never a provider", a, c)
-		}
+	host := u.Hostname()
+	if c, never := gateway.NeverProvider(host); never {
+		return custos.Errorf(custos.EINVALID, "base_url address %s is %s and never a provider", host, c)
+	} else if _, err := netip.ParseAddr(host); err == nil && c.IsPublic() {
+		return custos.Errorf(custos.EINVALID, "a local provider must be on this machine or network, not at public address %s", host)
 	}
 	return nil
 }

@@ -12,29 +12,17 @@ import (
 
 const providerCols = `id, org_id, name, kind, base_url, models, priority, ciphertext, wrapped_dek, keeper_id, created_at, created_by`
 
-// sealedKey returns the ciphertext, wrapped DEK and keeper id columns of p:
-// NULL, NULL and an empty keeper id for a provider without a key. Returns
-// EINVALID if HasKey disagrees with the sealed key p carries.
-func sealedKey(p *custos.ModelProvider) (ct, dek any, keeper string, err error) {
-	if !p.HasKey {
-		if len(p.Ciphertext) > 0 || len(p.WrappedDEK) > 0 || p.KeeperID != "" {
-			return nil, nil, "", custos.Errorf(custos.EINVALID, "provider %q carries a sealed key but is marked as having none", p.Name)
-		}
-		return nil, nil, "", nil
-	}
-	if len(p.Ciphertext) == 0 || len(p.WrappedDEK) == 0 {
-		return nil, nil, "", custos.Errorf(custos.EINVALID, "provider %q is marked as having a key but carries no sealed key", p.Name)
-	}
-	return p.Ciphertext, p.WrappedDEK, p.KeeperID, nil
-}
-
 // CreateProvider inserts p with ev. Returns ECONFLICT if the org has a
 // provider of that name (or its id exists), EINVALID if p.HasKey disagrees
 // with its sealed key.
 func (s *Store) CreateProvider(ctx context.Context, p *custos.ModelProvider, ev *custos.AuditEvent) error {
-	ct, dek, keeper, err := sealedKey(p)
+	ctb, dekb, keeper, err := column.SealedKey(p)
 	if err != nil {
 		return err
+	}
+	var ct, dek any // NULL without a key
+	if ctb != nil {
+		ct, dek = ctb, dekb
 	}
 	models, err := column.JSONText(p.Models)
 	if err != nil {

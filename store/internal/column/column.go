@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/custos-dev/custos"
 )
 
 // FromMicros returns the UTC time of unix microseconds x.
@@ -74,4 +76,21 @@ func (c jsonCol) Scan(v any) error {
 		return fmt.Errorf("json column holds %T, want text", v)
 	}
 	return json.Unmarshal(b, c.v)
+}
+
+// SealedKey returns the ciphertext, wrapped DEK and keeper id columns of a
+// model provider: nil, nil and "" (NULL columns) for a provider without a
+// key. Returns EINVALID if p.HasKey disagrees with the sealed key it
+// carries.
+func SealedKey(p *custos.ModelProvider) (ct, dek []byte, keeper string, err error) {
+	if !p.HasKey {
+		if len(p.Ciphertext) > 0 || len(p.WrappedDEK) > 0 || p.KeeperID != "" {
+			return nil, nil, "", custos.Errorf(custos.EINVALID, "provider %q carries a sealed key but is marked as having none", p.Name)
+		}
+		return nil, nil, "", nil
+	}
+	if len(p.Ciphertext) == 0 || len(p.WrappedDEK) == 0 {
+		return nil, nil, "", custos.Errorf(custos.EINVALID, "provider %q is marked as having a key but carries no sealed key", p.Name)
+	}
+	return p.Ciphertext, p.WrappedDEK, p.KeeperID, nil
 }
