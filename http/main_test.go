@@ -69,15 +69,31 @@ type Spy struct {
 
 	ListAuditFn   func(ctx context.Context, f custos.AuditFilter) ([]*custos.AuditEvent, error)
 	VerifyAuditFn func(ctx context.Context) (*custos.AuditVerification, error)
+
+	AddProviderFn    func(ctx context.Context, in custos.AddProviderInput) (*custos.ModelProvider, error)
+	ListProvidersFn  func(ctx context.Context) ([]*custos.ModelProvider, error)
+	RemoveProviderFn func(ctx context.Context, name string) error
+	SetBudgetFn      func(ctx context.Context, b custos.Budget) (*custos.Budget, error)
+	ListBudgetsFn    func(ctx context.Context) ([]*custos.Budget, error)
+	RemoveBudgetFn   func(ctx context.Context, keyID, period string) error
+	SetPrivacyFn     func(ctx context.Context, r custos.PrivacyRule) (*custos.PrivacyRule, error)
+	ListPrivacyFn    func(ctx context.Context) ([]*custos.PrivacyRule, error)
+	RemovePrivacyFn  func(ctx context.Context, scope, target string) error
+	ListUsageFn      func(ctx context.Context, f custos.UsageFilter) ([]*custos.UsageRecord, error)
+	SummarizeUsageFn func(ctx context.Context, f custos.UsageFilter, by string) ([]*custos.UsageSummary, error)
 }
 
 var (
-	_ custos.KeyService     = (*Spy)(nil)
-	_ custos.SecretService  = (*Spy)(nil)
-	_ custos.DeviceService  = (*Spy)(nil)
-	_ custos.PolicyService  = (*Spy)(nil)
-	_ custos.SessionService = (*Spy)(nil)
-	_ custos.AuditService   = (*Spy)(nil)
+	_ custos.KeyService      = (*Spy)(nil)
+	_ custos.SecretService   = (*Spy)(nil)
+	_ custos.DeviceService   = (*Spy)(nil)
+	_ custos.PolicyService   = (*Spy)(nil)
+	_ custos.SessionService  = (*Spy)(nil)
+	_ custos.AuditService    = (*Spy)(nil)
+	_ custos.ProviderService = (*Spy)(nil)
+	_ custos.BudgetService   = (*Spy)(nil)
+	_ custos.PrivacyService  = (*Spy)(nil)
+	_ custos.UsageService    = (*Spy)(nil)
 )
 
 func (s *Spy) record(name string) {
@@ -288,6 +304,94 @@ func (s *Spy) VerifyAudit(ctx context.Context) (*custos.AuditVerification, error
 	return s.VerifyAuditFn(ctx)
 }
 
+func (s *Spy) AddProvider(ctx context.Context, in custos.AddProviderInput) (*custos.ModelProvider, error) {
+	s.record("AddProvider")
+	if s.AddProviderFn == nil {
+		return nil, notSet("AddProvider")
+	}
+	return s.AddProviderFn(ctx, in)
+}
+
+func (s *Spy) ListProviders(ctx context.Context) ([]*custos.ModelProvider, error) {
+	s.record("ListProviders")
+	if s.ListProvidersFn == nil {
+		return nil, notSet("ListProviders")
+	}
+	return s.ListProvidersFn(ctx)
+}
+
+func (s *Spy) RemoveProvider(ctx context.Context, name string) error {
+	s.record("RemoveProvider")
+	if s.RemoveProviderFn == nil {
+		return notSet("RemoveProvider")
+	}
+	return s.RemoveProviderFn(ctx, name)
+}
+
+func (s *Spy) SetBudget(ctx context.Context, b custos.Budget) (*custos.Budget, error) {
+	s.record("SetBudget")
+	if s.SetBudgetFn == nil {
+		return nil, notSet("SetBudget")
+	}
+	return s.SetBudgetFn(ctx, b)
+}
+
+func (s *Spy) ListBudgets(ctx context.Context) ([]*custos.Budget, error) {
+	s.record("ListBudgets")
+	if s.ListBudgetsFn == nil {
+		return nil, notSet("ListBudgets")
+	}
+	return s.ListBudgetsFn(ctx)
+}
+
+func (s *Spy) RemoveBudget(ctx context.Context, keyID, period string) error {
+	s.record("RemoveBudget")
+	if s.RemoveBudgetFn == nil {
+		return notSet("RemoveBudget")
+	}
+	return s.RemoveBudgetFn(ctx, keyID, period)
+}
+
+func (s *Spy) SetPrivacy(ctx context.Context, r custos.PrivacyRule) (*custos.PrivacyRule, error) {
+	s.record("SetPrivacy")
+	if s.SetPrivacyFn == nil {
+		return nil, notSet("SetPrivacy")
+	}
+	return s.SetPrivacyFn(ctx, r)
+}
+
+func (s *Spy) ListPrivacy(ctx context.Context) ([]*custos.PrivacyRule, error) {
+	s.record("ListPrivacy")
+	if s.ListPrivacyFn == nil {
+		return nil, notSet("ListPrivacy")
+	}
+	return s.ListPrivacyFn(ctx)
+}
+
+func (s *Spy) RemovePrivacy(ctx context.Context, scope, target string) error {
+	s.record("RemovePrivacy")
+	if s.RemovePrivacyFn == nil {
+		return notSet("RemovePrivacy")
+	}
+	return s.RemovePrivacyFn(ctx, scope, target)
+}
+
+func (s *Spy) ListUsage(ctx context.Context, f custos.UsageFilter) ([]*custos.UsageRecord, error) {
+	s.record("ListUsage")
+	if s.ListUsageFn == nil {
+		return nil, notSet("ListUsage")
+	}
+	return s.ListUsageFn(ctx, f)
+}
+
+func (s *Spy) SummarizeUsage(ctx context.Context, f custos.UsageFilter, by string) ([]*custos.UsageSummary, error) {
+	s.record("SummarizeUsage")
+	if s.SummarizeUsageFn == nil {
+		return nil, notSet("SummarizeUsage")
+	}
+	return s.SummarizeUsageFn(ctx, f, by)
+}
+
 // syncBuffer is a bytes.Buffer safe for the server's goroutines.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -322,9 +426,10 @@ func MustServe(tb testing.TB) *Env {
 	spy := &Spy{}
 	logs := &syncBuffer{}
 	cfg := custoshttp.Config{
-		Services: custoshttp.Services{Keys: spy, Secrets: spy, Devices: spy, Policies: spy, Sessions: spy, Audit: spy},
-		Logger:   slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Version:  "v0.0.0-test",
+		Services: custoshttp.Services{Keys: spy, Secrets: spy, Devices: spy, Policies: spy, Sessions: spy, Audit: spy,
+			Providers: spy, Budgets: spy, Privacy: spy, Usage: spy},
+		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Version: "v0.0.0-test",
 	}
 	srv := httptest.NewServer(custoshttp.NewHandler(cfg))
 	tb.Cleanup(srv.Close)

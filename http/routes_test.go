@@ -59,6 +59,22 @@ var v1Routes = []route{
 	{method: "POST", path: "/v1/confirmations", body: `{"project":"web-app","name":"API_KEY"}`, kind: bodyRequired},
 	{method: "GET", path: "/v1/audit"},
 	{method: "GET", path: "/v1/audit/verify"},
+	{method: "POST", path: "/v1/providers", body: `{"name":"ollama","kind":"local","base_url":"http://127.0.0.1:11434/v1","models":["llama*"],"priority":1}`, kind: bodyRequired},
+	{method: "GET", path: "/v1/providers"},
+	{method: "DELETE", path: "/v1/providers/ollama",
+		badPaths: []string{"/v1/providers/" + strings.Repeat("p", 65)}},
+	{method: "PUT", path: "/v1/budgets", body: `{"key_id":"` + testKeyID + `","period":"day","limit":1000}`, kind: bodyRequired},
+	{method: "GET", path: "/v1/budgets"},
+	{method: "DELETE", path: "/v1/budgets?period=day&key_id=" + testKeyID,
+		badPaths: []string{"/v1/budgets?period=week", "/v1/budgets", "/v1/budgets?period=day&key_id=" + testDevID, "/v1/budgets?period=day&bogus=1", "/v1/budgets?period=day&period=month"}},
+	{method: "PUT", path: "/v1/privacy", body: `{"scope":"project","target":"payments","mode":"offline"}`, kind: bodyRequired},
+	{method: "GET", path: "/v1/privacy"},
+	{method: "DELETE", path: "/v1/privacy?scope=project&target=payments",
+		badPaths: []string{"/v1/privacy?scope=team", "/v1/privacy", "/v1/privacy?scope=org&target=" + strings.Repeat("t", 129)}},
+	{method: "GET", path: "/v1/usage?since=2026-01-02T15:04:05Z&until=2026-02-02T15:04:05Z&key_id=" + testKeyID + "&limit=10",
+		badPaths: []string{"/v1/usage?since=yesterday", "/v1/usage?limit=0", "/v1/usage?limit=10001", "/v1/usage?key_id=" + testPolID, "/v1/usage?bogus=1"}},
+	{method: "GET", path: "/v1/usage/summary?by=model",
+		badPaths: []string{"/v1/usage/summary?by=model&by=key", "/v1/usage/summary?until=x"}},
 }
 
 func (rt route) String() string { return rt.method + " " + rt.path }
@@ -92,6 +108,19 @@ func okSpy(env *Env) {
 	s.ConfirmFn = func(_ ctxT, _ custos.ConfirmInput) (*custos.Confirmation, error) { return &custos.Confirmation{}, nil }
 	s.ListAuditFn = func(_ ctxT, _ custos.AuditFilter) ([]*custos.AuditEvent, error) { return nil, nil }
 	s.VerifyAuditFn = func(_ ctxT) (*custos.AuditVerification, error) { return &custos.AuditVerification{OK: true}, nil }
+	s.AddProviderFn = func(_ ctxT, in custos.AddProviderInput) (*custos.ModelProvider, error) {
+		return &custos.ModelProvider{Name: in.Name}, nil
+	}
+	s.ListProvidersFn = func(_ ctxT) ([]*custos.ModelProvider, error) { return nil, nil }
+	s.RemoveProviderFn = func(_ ctxT, _ string) error { return nil }
+	s.SetBudgetFn = func(_ ctxT, b custos.Budget) (*custos.Budget, error) { return &b, nil }
+	s.ListBudgetsFn = func(_ ctxT) ([]*custos.Budget, error) { return nil, nil }
+	s.RemoveBudgetFn = func(_ ctxT, _, _ string) error { return nil }
+	s.SetPrivacyFn = func(_ ctxT, r custos.PrivacyRule) (*custos.PrivacyRule, error) { return &r, nil }
+	s.ListPrivacyFn = func(_ ctxT) ([]*custos.PrivacyRule, error) { return nil, nil }
+	s.RemovePrivacyFn = func(_ ctxT, _, _ string) error { return nil }
+	s.ListUsageFn = func(_ ctxT, _ custos.UsageFilter) ([]*custos.UsageRecord, error) { return nil, nil }
+	s.SummarizeUsageFn = func(_ ctxT, _ custos.UsageFilter, _ string) ([]*custos.UsageSummary, error) { return nil, nil }
 }
 
 // assertRejected checks status and code and that no service method ran.
