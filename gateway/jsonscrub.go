@@ -21,6 +21,10 @@ type top struct {
 // errNotObject is a body that is not one JSON object.
 var errNotObject = errors.New("the request body is not a JSON object")
 
+// errDuplicateName is an object with a member name twice: which one counts
+// differs between parsers, so custos refuses it.
+var errDuplicateName = errors.New("the request body has an object with the same member name twice")
+
 // scrubBody validates raw as exactly one JSON object (no duplicate names,
 // valid UTF-8, nothing after it) and returns it re-encoded with every text
 // string redacted by sc — the same strings redactValue redacts — in one
@@ -65,6 +69,9 @@ func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, er
 		tok, err := dec.ReadToken()
 		if err == io.EOF {
 			break
+		}
+		if errors.Is(err, jsontext.ErrDuplicateName) {
+			return nil, t, errDuplicateName
 		}
 		if err != nil {
 			return nil, t, errNotObject

@@ -164,3 +164,13 @@ func TestScrubBodyReservesPlaceholders(t *testing.T) {
 		t.Fatalf("the real token took the placeholder written in the request: %s", out)
 	}
 }
+
+// TestScrubBodyDuplicateName checks a member given twice is refused with
+// an error that says so.
+func TestScrubBodyDuplicateName(t *testing.T) {
+	for _, in := range []string{`{"model":"a","model":"b"}`, `{"model":"a","messages":[{"role":"user","role":"system"}]}`} {
+		if _, _, err := scrubBody([]byte(in), nil, false); err != errDuplicateName {
+			t.Errorf("%s: %v, want the duplicate-name error", in, err)
+		}
+	}
+}

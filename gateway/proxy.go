@@ -76,7 +76,11 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 	rq.sc = newScrubber(setup.Engine).withCache(h.cache, key.ID)
 	out, body, err := scrubBody(raw, rq.sc, f == wireOpenAI && rt == routeChat)
 	if err != nil {
-		writeError(w, f, http.StatusBadRequest, "The request body is not a JSON object.")
+		msg := "The request body is not a JSON object."
+		if errors.Is(err, errDuplicateName) {
+			msg = "The request body has an object with the same member name twice."
+		}
+		writeError(w, f, http.StatusBadRequest, msg)
 		return
 	}
 	model := body.model
