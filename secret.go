@@ -122,9 +122,9 @@ type SecretStore interface {
 	ListVersions(ctx context.Context, orgID, secretID string) ([]*SecretVersion, error)
 	// DeleteSecret deletes the secret and all its versions. Returns ENOTFOUND.
 	DeleteSecret(ctx context.Context, orgID, project, name string, ev *AuditEvent) error
-	// RewrapDEKs calls fn for every stored version's wrapped DEK (and every
-	// model provider's key's) and stores
-	// what it returns, all in one transaction; any error rolls everything
-	// back. Returns how many were rewrapped.
+	// RewrapDEKs calls fn for every stored version's wrapped DEK, every
+	// model provider's key's and every task artifact's, and stores what it
+	// returns, all in one transaction; any error rolls everything back.
+	// Returns how many were rewrapped.
 	RewrapDEKs(ctx context.Context, fn func(wrapped []byte, keeperID string) ([]byte, string, error)) (int, error)
 }

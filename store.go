@@ -30,6 +30,7 @@ type Store interface {
 	OutboxStore
 	MetaStore
 	GatewayStore
+	TaskStore
 
 	// Bootstrap creates the first org and its owner key in one transaction.
 	// Returns ECONFLICT if any org exists already.

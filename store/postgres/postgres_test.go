@@ -549,3 +549,26 @@ func BenchmarkAppendAudit(b *testing.B) {
 		})
 	}
 }
+
+func TestStore_TaskRefusals(t *testing.T) {
+	// Ensure every refused call of the tasks capability leaves the row
+	// count of every tasks table (and the audit log) as it was.
+	t.Run("OK", func(t *testing.T) {
+		u := MustNewSchema(t)
+		s := MustOpenStoreAt(t, u, postgres.Options{})
+		schema := mustParse(t, u).Query().Get("search_path")
+		pool, _ := mustAdmin(t)
+		storetest.RunTaskRefusals(t, s, func(t *testing.T) map[string]int64 {
+			t.Helper()
+			counts := make(map[string]int64, len(storetest.TaskTables))
+			for _, table := range storetest.TaskTables {
+				var n int64
+				if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM `+schema+`.`+table).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				counts[table] = n
+			}
+			return counts
+		})
+	})
+}

@@ -235,14 +235,14 @@ func (s *Store) DeleteSecret(ctx context.Context, orgID, project, name string, e
 }
 
 // RewrapDEKs calls fn for every stored version's wrapped DEK, then every
-// model provider's, and stores what it returns, all in one transaction; any
-// error (or panic) of fn rolls everything back. Returns how many were
-// rewrapped.
+// model provider's, then every task artifact's, and stores what it returns,
+// all in one transaction; any error (or panic) of fn rolls everything back.
+// Returns how many were rewrapped.
 func (s *Store) RewrapDEKs(ctx context.Context, fn func(wrapped []byte, keeperID string) ([]byte, string, error)) (int, error) {
 	var count int
 	err := s.tx(ctx, "rewrap keys", func(tx pgx.Tx) error {
 		type row struct {
-			id       string // secret id or provider id
+			id       string // secret, provider or artifact id
 			version  int    // 0 for a provider
 			wrapped  []byte
 			keeperID string
@@ -273,6 +273,17 @@ func (s *Store) RewrapDEKs(ctx context.Context, fn func(wrapped []byte, keeperID
 		if err != nil {
 			return err
 		}
+		rows, err = tx.Query(ctx, `SELECT id, wrapped_dek, keeper_id FROM artifacts ORDER BY id FOR UPDATE`)
+		if err != nil {
+			return err
+		}
+		artifacts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			return x, r.Scan(&x.id, &x.wrapped, &x.keeperID)
+		})
+		if err != nil {
+			return err
+		}
 		count = 0
 		for _, r := range versions {
 			wrapped, keeperID, err := callRewrap(fn, r.wrapped, r.keeperID)
@@ -291,6 +302,17 @@ func (s *Store) RewrapDEKs(ctx context.Context, fn func(wrapped []byte, keeperID
 				return fmt.Errorf("rewrap key of provider %s: %w", r.id, err)
 			}
 			if _, err := tx.Exec(ctx, `UPDATE model_providers SET wrapped_dek = $1, keeper_id = $2 WHERE id = $3`,
+				blob(wrapped), keeperID, r.id); err != nil {
+				return err
+			}
+			count++
+		}
+		for _, r := range artifacts {
+			wrapped, keeperID, err := callRewrap(fn, r.wrapped, r.keeperID)
+			if err != nil {
+				return fmt.Errorf("rewrap key of artifact %s: %w", r.id, err)
+			}
+			if _, err := tx.Exec(ctx, `UPDATE artifacts SET wrapped_dek = $1, keeper_id = $2 WHERE id = $3`,
 				blob(wrapped), keeperID, r.id); err != nil {
 				return err
 			}

@@ -257,17 +257,19 @@ func (s *Store) DeleteSecret(ctx context.Context, orgID, project, name string, e
 }
 
 // RewrapDEKs calls fn for every stored version's wrapped DEK, then every
-// model provider's, and stores what it returns, all in one transaction; any
-// error rolls everything back. Returns how many were rewrapped.
+// model provider's, then every task artifact's, and stores what it returns,
+// all in one transaction; any error rolls everything back. Returns how many
+// were rewrapped.
 func (s *Store) RewrapDEKs(ctx context.Context, fn func(wrapped []byte, keeperID string) ([]byte, string, error)) (int, error) {
 	var count int
 	err := s.write(ctx, func(w *wtx) error {
 		type row struct {
-			id       string // secret id or provider id
+			id       string // secret, provider or artifact id
 			version  int    // 0 for a provider
 			wrapped  []byte
 			keeperID string
 		}
+		// provider: the rows have no version column (providers, artifacts).
 		read := func(query string, provider bool) ([]row, error) {
 			rows, err := w.query(query)
 			if err != nil {
@@ -299,6 +301,10 @@ func (s *Store) RewrapDEKs(ctx context.Context, fn func(wrapped []byte, keeperID
 		if err != nil {
 			return err
 		}
+		artifacts, err := read(`SELECT id, wrapped_dek, keeper_id FROM artifacts ORDER BY id`, true)
+		if err != nil {
+			return err
+		}
 		count = 0
 		for _, r := range versions {
 			wrapped, keeperID, err := fn(r.wrapped, r.keeperID)
@@ -317,6 +323,17 @@ func (s *Store) RewrapDEKs(ctx context.Context, fn func(wrapped []byte, keeperID
 				return fmt.Errorf("rewrap key of provider %s: %w", r.id, err)
 			}
 			if _, err := w.exec(`UPDATE model_providers SET wrapped_dek = ?, keeper_id = ? WHERE id = ?`,
+				blob(wrapped), keeperID, r.id); err != nil {
+				return fmt.Errorf("store rewrapped key: %w", err)
+			}
+			count++
+		}
+		for _, r := range artifacts {
+			wrapped, keeperID, err := fn(r.wrapped, r.keeperID)
+			if err != nil {
+				return fmt.Errorf("rewrap key of artifact %s: %w", r.id, err)
+			}
+			if _, err := w.exec(`UPDATE artifacts SET wrapped_dek = ?, keeper_id = ? WHERE id = ?`,
 				blob(wrapped), keeperID, r.id); err != nil {
 				return fmt.Errorf("store rewrapped key: %w", err)
 			}

@@ -491,3 +491,28 @@ func BenchmarkAuditedRead(b *testing.B) {
 		}
 	})
 }
+
+func TestStore_TaskRefusals(t *testing.T) {
+	// Ensure every refused call of the tasks capability leaves the row
+	// count of every tasks table (and the audit log) as it was.
+	t.Run("OK", func(t *testing.T) {
+		s := MustOpenStore(t)
+		db, err := sql.Open("sqlite", "file:"+filepath.ToSlash(s.Path())+"?_query_only=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = db.Close() })
+		storetest.RunTaskRefusals(t, s, func(t *testing.T) map[string]int64 {
+			t.Helper()
+			counts := make(map[string]int64, len(storetest.TaskTables))
+			for _, table := range storetest.TaskTables {
+				var n int64
+				if err := db.QueryRow(`SELECT count(*) FROM ` + table).Scan(&n); err != nil {
+					t.Fatal(err)
+				}
+				counts[table] = n
+			}
+			return counts
+		})
+	})
+}

@@ -312,13 +312,21 @@ func testDeleteSecret(t *testing.T, open func(t *testing.T) custos.Store) {
 }
 
 func testRewrapDEKs(t *testing.T, open func(t *testing.T) custos.Store) {
-	// Ensure every wrapped DEK, of secret versions and of model providers'
-	// keys, is replaced, ciphertext untouched, and a provider without a key
-	// is left alone.
+	// Ensure every wrapped DEK, of secret versions, of model providers'
+	// keys and of task artifacts (live and replaced), is replaced,
+	// ciphertext untouched, and a provider without a key is left alone.
 	t.Run("OK", func(t *testing.T) {
 		ctx := context.Background()
 		s := open(t)
 		org, _ := MustBootstrap(t, s)
+		in := MustCreateTrackerInstall(t, s, org.ID, "jira")
+		MustCreateLaunchCode(t, s, in, "web", "T-1")
+		run := MustCreateRun(t, s, org.ID, "web", "T-1")
+		old := NewArtifact(run, "out.diff", 1)
+		MustPutArtifact(t, s, old)
+		art := NewArtifact(run, "out.diff", 2)
+		art.CreatedAt = Now.Add(time.Second)
+		MustPutArtifact(t, s, art)
 		MustCreateSecret(t, s, org.ID, "web", "A", nil, "a")
 		MustCreateSecret(t, s, org.ID, "web", "B", nil, "b")
 		MustCreateProvider(t, s, NewProvider(org.ID, "openai", 0))
@@ -334,8 +342,25 @@ func testRewrapDEKs(t *testing.T, open func(t *testing.T) custos.Store) {
 		})
 		if err != nil {
 			t.Fatal(err)
-		} else if got, want := n, 4; got != want {
+		} else if got, want := n, 6; got != want {
 			t.Fatalf("rewrapped=%d, want %d", got, want)
+		}
+		replaced, err := s.PurgeableArtifacts(ctx, Now, 10)
+		if err != nil {
+			t.Fatal(err)
+		} else if len(replaced) != 1 {
+			t.Fatalf("replaced artifacts=%d, want 1", len(replaced))
+		}
+		live, err := s.FindArtifact(ctx, org.ID, run.ID, "out.diff")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range []*custos.Artifact{replaced[0], live} {
+			if got, want := string(a.WrappedDEK), "new-dek-out.diff"; got != want {
+				t.Fatalf("artifact %s: wrapped=%q, want %q", a.ID, got, want)
+			} else if got, want := a.KeeperID, "local:2"; got != want {
+				t.Fatalf("artifact %s: keeper=%q, want %q", a.ID, got, want)
+			}
 		}
 		for _, orgID := range []string{org.ID, "org_0000000000000000"} {
 			ps, err := s.ListProviders(ctx, orgID)
@@ -372,8 +397,8 @@ func testRewrapDEKs(t *testing.T, open func(t *testing.T) custos.Store) {
 		}
 	})
 
-	// Ensure one failure, on a secret version or a provider's key, rolls
-	// every rewrap back.
+	// Ensure one failure, on a secret version, a provider's key or an
+	// artifact's, rolls every rewrap back.
 	t.Run("ErrRollback", func(t *testing.T) {
 		ctx := context.Background()
 		s := open(t)
@@ -382,7 +407,12 @@ func testRewrapDEKs(t *testing.T, open func(t *testing.T) custos.Store) {
 		MustCreateSecret(t, s, org.ID, "web", "B", nil, "b")
 		MustCreateProvider(t, s, NewProvider(org.ID, "openai", 0))
 		MustCreateProvider(t, s, NewProvider(org.ID, "anthropic", 1))
-		for _, failAt := range []int{2, 4} {
+		in := MustCreateTrackerInstall(t, s, org.ID, "jira")
+		MustCreateLaunchCode(t, s, in, "web", "T-1")
+		run := MustCreateRun(t, s, org.ID, "web", "T-1")
+		MustPutArtifact(t, s, NewArtifact(run, "a", 1))
+		MustPutArtifact(t, s, NewArtifact(run, "b", 1))
+		for _, failAt := range []int{2, 4, 6} {
 			calls := 0
 			_, err := s.RewrapDEKs(ctx, func(wrapped []byte, keeperID string) ([]byte, string, error) {
 				if calls++; calls == failAt {
@@ -405,6 +435,13 @@ func testRewrapDEKs(t *testing.T, open func(t *testing.T) custos.Store) {
 					t.Fatalf("failing call %d: provider %s: keeper=%q, want %q", failAt, p.Name, got, want)
 				} else if got, want := string(p.WrappedDEK), "dek-"+p.Name; got != want {
 					t.Fatalf("failing call %d: provider %s: wrapped=%q, want %q", failAt, p.Name, got, want)
+				}
+			}
+			for _, a := range mustLive(t, s, run) {
+				if got, want := a.KeeperID, "local:1"; got != want {
+					t.Fatalf("failing call %d: artifact %s: keeper=%q, want %q", failAt, a.Name, got, want)
+				} else if got, want := string(a.WrappedDEK), "dek-"+a.Name; got != want {
+					t.Fatalf("failing call %d: artifact %s: wrapped=%q, want %q", failAt, a.Name, got, want)
 				}
 			}
 		}

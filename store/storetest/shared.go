@@ -173,6 +173,34 @@ func RunShared(t *testing.T, open2 func(t *testing.T) (custos.Store, custos.Stor
 		}
 	})
 
+	// Ensure of 500 concurrent spends of one request key through both
+	// stores exactly one wins, and the next key of the chain likewise.
+	t.Run("TaskStore_SpendRequestKey", func(t *testing.T) {
+		a, b := open2(t)
+		org, _ := MustBootstrap(t, a)
+		in := MustCreateTrackerInstall(t, b, org.ID, "jira")
+		raceSpend(t, []custos.Store{a, b}, in, MustCreateRequestKey(t, a, in), 500)
+	})
+
+	// Ensure of 500 concurrent exchanges of one launch code through both
+	// stores exactly one wins, with one permit and one event.
+	t.Run("TaskStore_ExchangeLaunchCode", func(t *testing.T) {
+		a, b := open2(t)
+		org, _ := MustBootstrap(t, a)
+		in := MustCreateTrackerInstall(t, b, org.ID, "jira")
+		raceExchange(t, []custos.Store{a, b}, MustCreateLaunchCode(t, a, in, "web", "T-1"), 500)
+	})
+
+	// Ensure concurrent puts through both stores keep a run within its
+	// limit, and concurrent puts of one name leave one live artifact.
+	t.Run("TaskStore_PutArtifact", func(t *testing.T) {
+		a, b := open2(t)
+		_, _, r := mustTaskWorld(t, a)
+		raceRunLimit(t, []custos.Store{a, b}, r)
+		r2 := MustCreateRun(t, b, r.OrgID, r.ProjectID, r.TaskID)
+		raceReplace(t, []custos.Store{b, a}, r2)
+	})
+
 	// Ensure concurrent claimers on both stores take each message once.
 	t.Run("OutboxStore", func(t *testing.T) {
 		ctx := context.Background()

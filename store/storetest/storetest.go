@@ -69,6 +69,19 @@ var parts = []part{
 	{"BudgetStore", testBudgetStore},
 	{"BudgetStore_ReserveConcurrent", testReserveConcurrent},
 	{"UsageStore", testUsageStore},
+	{"TaskStore_TrackerInstalls", testTrackerInstalls},
+	{"TaskStore_SpendRequestKey", testSpendRequestKey},
+	{"TaskStore_SpendRequestKeyConcurrent", testSpendRequestKeyConcurrent},
+	{"TaskStore_LaunchCodes", testLaunchCodes},
+	{"TaskStore_ExchangeLaunchCode", testExchangeLaunchCode},
+	{"TaskStore_ExchangeLaunchCodeConcurrent", testExchangeLaunchCodeConcurrent},
+	{"TaskStore_Runs", testRuns},
+	{"TaskStore_CompleteTask", testCompleteTask},
+	{"TaskStore_PutArtifact", testPutArtifact},
+	{"TaskStore_PutArtifactConcurrent", testPutArtifactConcurrent},
+	{"TaskStore_PurgeArtifacts", testPurgeArtifacts},
+	{"TaskStore_IndexFiles", testIndexFiles},
+	{"TaskStore_CacheEpoch", testTaskCacheEpoch},
 }
 
 // Run runs the whole suite against stores made by open. Each call of open
