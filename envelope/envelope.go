@@ -138,8 +138,9 @@ func Rewrap(ctx context.Context, from, to Keeper, wrapped []byte) ([]byte, error
 
 // Domain-separation labels of the AADs this package builds.
 const (
-	secretLabel = "custos/secret/v1"
-	canaryLabel = "custos/canary/v1"
+	secretLabel   = "custos/secret/v1"
+	canaryLabel   = "custos/canary/v1"
+	artifactLabel = "custos/artifact/v1"
 )
 
 // SecretAAD returns the additional authenticated data that binds a secret
@@ -152,6 +153,19 @@ func SecretAAD(orgID, secretID string, version int) []byte {
 	b = appendPart(b, orgID)
 	b = appendPart(b, secretID)
 	return binary.BigEndian.AppendUint64(b, uint64(int64(version))) // #nosec G115 -- bounded: ids are short and versions positive
+}
+
+// ArtifactAAD returns the additional authenticated data that binds a task
+// artifact's ciphertext to its org, artifact id, run id and name. The
+// encoding is that of SecretAAD: a domain-separation label and each string
+// prefixed by its 32-bit big-endian length.
+func ArtifactAAD(orgID, artifactID, runID, name string) []byte {
+	b := make([]byte, 0, 5*4+len(artifactLabel)+len(orgID)+len(artifactID)+len(runID)+len(name))
+	b = appendPart(b, artifactLabel)
+	b = appendPart(b, orgID)
+	b = appendPart(b, artifactID)
+	b = appendPart(b, runID)
+	return appendPart(b, name)
 }
 
 // appendPart appends s to b, prefixed with its length.

@@ -241,6 +241,27 @@ func TestSecretAAD(t *testing.T) {
 	})
 }
 
+func TestArtifactAAD(t *testing.T) {
+	// Ensure the encoding is unambiguous across part boundaries and differs
+	// from a secret's.
+	t.Run("OK", func(t *testing.T) {
+		seen := map[string]string{string(envelope.SecretAAD("a", "b", 1)): "secret"}
+		for _, c := range [][4]string{
+			{"ab", "c", "d", "e"}, {"a", "bc", "d", "e"}, {"a", "b", "cd", "e"}, {"a", "b", "c", "de"},
+			{"", "abc", "d", "e"}, {"a", "b", "", "cde"}, {"a", "b", "c", "d/e"}, {"a", "b", "c/d", "e"},
+		} {
+			k := string(envelope.ArtifactAAD(c[0], c[1], c[2], c[3]))
+			if prev, ok := seen[k]; ok {
+				t.Fatalf("%v collides with %s", c, prev)
+			}
+			seen[k] = strings.Join(c[:], "|")
+		}
+		if got, want := envelope.ArtifactAAD("a", "b", "c", "d"), envelope.ArtifactAAD("a", "b", "c", "d"); !bytes.Equal(got, want) {
+			t.Fatal("ArtifactAAD is not deterministic")
+		}
+	})
+}
+
 func TestRewrap(t *testing.T) {
 	ctx := context.Background()
 	aad := envelope.SecretAAD("org_0123456789abcdef", "sec_0123456789abcdef", 3)
