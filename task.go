@@ -348,6 +348,10 @@ type LaunchService interface {
 type TaskService interface {
 	// CheckPermit returns the live permit of token. Returns EUNAUTHORIZED.
 	CheckPermit(ctx context.Context, permit string) (*Permit, error)
+	// CheckScope returns the live permit of token if projectID and taskID
+	// (each when not empty) are its project and task. Returns EUNAUTHORIZED,
+	// or EFORBIDDEN (audited) for another project or task.
+	CheckScope(ctx context.Context, permit, projectID, taskID string) (*Permit, error)
 	// CreateRun starts a run on the task. Returns ECONFLICT if the task is
 	// complete.
 	CreateRun(ctx context.Context, permit, taskID string) (*Run, error)

@@ -127,20 +127,63 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 // JSON body if not nil, and decodes a successful answer into out if not nil.
 // Error answers come back as *custos.Error with the server's code.
 func (c *Client) doToken(ctx context.Context, token, method, path string, in, out any) error {
+	_, err := c.doJSON(ctx, token, method, path, nil, in, out)
+	return err
+}
+
+// doJSON is doToken with extra request headers, returning the answer's
+// headers.
+func (c *Client) doJSON(ctx context.Context, token, method, path string, hdr http.Header, in, out any) (http.Header, error) {
 	var body io.Reader
+	ct := ""
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("encode request: %w", err)
+			return nil, fmt.Errorf("encode request: %w", err)
 		}
-		body = bytes.NewReader(b)
+		body, ct = bytes.NewReader(b), "application/json"
 	}
+	resp, err := c.send(ctx, token, method, path, hdr, body, ct)
+	if err != nil {
+		return respHeader(resp), err
+	}
+	defer drainClose(resp)
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		return resp.Header, nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBytes)).Decode(out); err != nil {
+		return resp.Header, custos.Errorf(custos.EINTERNAL, "invalid response from the custos server at %s (%s %s)", c.baseURL, method, routeForMessage(path))
+	}
+	return resp.Header, nil
+}
+
+// respHeader returns the headers of resp, or nil.
+func respHeader(resp *http.Response) http.Header {
+	if resp == nil {
+		return nil
+	}
+	return resp.Header
+}
+
+// drainClose reads a little of what is left of resp's body, so the
+// connection can be reused, and closes it.
+func drainClose(resp *http.Response) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	_ = resp.Body.Close()
+}
+
+// send sends method path with token (if not empty), the client's identity
+// headers, hdr and body of type contentType (if not empty). A 2xx answer is
+// returned open for the caller to read and close. Any other answer comes
+// back closed, with its headers, as a *custos.Error with the server's code;
+// no answer gives a nil response.
+func (c *Client) send(ctx context.Context, token, method, path string, hdr http.Header, body io.Reader, contentType string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.baseURL+path, body) // #nosec G704 -- the base URL is the operator's own custos server (CUSTOS_URL)
 	if err != nil {
-		return fmt.Errorf("new request: %w", err)
+		return nil, fmt.Errorf("new request: %w", err)
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "custos-client")
@@ -158,26 +201,19 @@ func (c *Client) doToken(ctx context.Context, token, method, path string, in, ou
 			req.Header.Set(h.name, h.v)
 		}
 	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
 
 	resp, err := c.hc.Do(req) // #nosec G704 -- the base URL is the operator's own custos server (CUSTOS_URL)
 	if err != nil {
-		return c.transportError(ctx, err)
+		return nil, c.transportError(ctx, err)
 	}
-	defer func() {
-		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-		_ = resp.Body.Close()
-	}()
-
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return responseError(resp)
+		defer drainClose(resp)
+		return resp, responseError(resp)
 	}
-	if out == nil || resp.StatusCode == http.StatusNoContent {
-		return nil
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxResponseBytes)).Decode(out); err != nil {
-		return custos.Errorf(custos.EINTERNAL, "invalid response from the custos server at %s (%s %s)", c.baseURL, method, routeForMessage(path))
-	}
-	return nil
+	return resp, nil
 }
 
 // routeForMessage is path without its query, for error messages.

@@ -81,6 +81,24 @@ type Spy struct {
 	RemovePrivacyFn  func(ctx context.Context, scope, target string) error
 	ListUsageFn      func(ctx context.Context, f custos.UsageFilter) ([]*custos.UsageRecord, error)
 	SummarizeUsageFn func(ctx context.Context, f custos.UsageFilter, by string) ([]*custos.UsageSummary, error)
+
+	CreateTrackerInstallFn func(ctx context.Context, name string) (*custos.TrackerInstall, string, error)
+	ListTrackerInstallsFn  func(ctx context.Context) ([]*custos.TrackerInstall, error)
+	RevokeTrackerInstallFn func(ctx context.Context, id string) error
+	StartTrackerSessionFn  func(ctx context.Context, installToken string) (*custos.RequestKeyGrant, error)
+	SpendRequestKeyFn      func(ctx context.Context, installToken, requestKey string) (*custos.TrackerCall, error)
+	CreateLaunchLinkFn     func(ctx context.Context, call *custos.TrackerCall, in custos.LaunchLinkInput) (*custos.LaunchLink, error)
+	ExchangeLaunchCodeFn   func(ctx context.Context, in custos.LaunchExchangeInput) (*custos.PermitGrant, error)
+	CheckPermitFn          func(ctx context.Context, permit string) (*custos.Permit, error)
+	CheckScopeFn           func(ctx context.Context, permit, projectID, taskID string) (*custos.Permit, error)
+	CreateRunFn            func(ctx context.Context, permit, taskID string) (*custos.Run, error)
+	PutArtifactFn          func(ctx context.Context, permit, taskID, runID, name, kind string, body io.Reader) (*custos.Artifact, error)
+	GetArtifactFn          func(ctx context.Context, permit, taskID, runID, name string) (*custos.Artifact, []byte, error)
+	ListArtifactsFn        func(ctx context.Context, permit, taskID, runID string) ([]*custos.Artifact, error)
+	CompleteRunFn          func(ctx context.Context, permit, taskID, runID string) (*custos.Run, error)
+	CompleteTaskFn         func(ctx context.Context, permit, taskID string) (*custos.Task, error)
+	PutIndexFilesFn        func(ctx context.Context, permit, projectID, indexID string, files []custos.IndexFile) (int, error)
+	StaleIndexFilesFn      func(ctx context.Context, permit, projectID, indexID string, refs []custos.IndexRef) ([]string, error)
 }
 
 var (
@@ -94,6 +112,9 @@ var (
 	_ custos.BudgetService   = (*Spy)(nil)
 	_ custos.PrivacyService  = (*Spy)(nil)
 	_ custos.UsageService    = (*Spy)(nil)
+	_ custos.TrackerService  = (*Spy)(nil)
+	_ custos.LaunchService   = (*Spy)(nil)
+	_ custos.TaskService     = (*Spy)(nil)
 )
 
 func (s *Spy) record(name string) {
@@ -392,6 +413,144 @@ func (s *Spy) SummarizeUsage(ctx context.Context, f custos.UsageFilter, by strin
 	return s.SummarizeUsageFn(ctx, f, by)
 }
 
+func (s *Spy) CreateTrackerInstall(ctx context.Context, name string) (*custos.TrackerInstall, string, error) {
+	s.record("CreateTrackerInstall")
+	if s.CreateTrackerInstallFn == nil {
+		return nil, "", notSet("CreateTrackerInstall")
+	}
+	return s.CreateTrackerInstallFn(ctx, name)
+}
+
+func (s *Spy) ListTrackerInstalls(ctx context.Context) ([]*custos.TrackerInstall, error) {
+	s.record("ListTrackerInstalls")
+	if s.ListTrackerInstallsFn == nil {
+		return nil, notSet("ListTrackerInstalls")
+	}
+	return s.ListTrackerInstallsFn(ctx)
+}
+
+func (s *Spy) RevokeTrackerInstall(ctx context.Context, id string) error {
+	s.record("RevokeTrackerInstall")
+	if s.RevokeTrackerInstallFn == nil {
+		return notSet("RevokeTrackerInstall")
+	}
+	return s.RevokeTrackerInstallFn(ctx, id)
+}
+
+func (s *Spy) StartTrackerSession(ctx context.Context, installToken string) (*custos.RequestKeyGrant, error) {
+	s.record("StartTrackerSession")
+	if s.StartTrackerSessionFn == nil {
+		return nil, notSet("StartTrackerSession")
+	}
+	return s.StartTrackerSessionFn(ctx, installToken)
+}
+
+func (s *Spy) SpendRequestKey(ctx context.Context, installToken, requestKey string) (*custos.TrackerCall, error) {
+	s.record("SpendRequestKey")
+	if s.SpendRequestKeyFn == nil {
+		return nil, notSet("SpendRequestKey")
+	}
+	return s.SpendRequestKeyFn(ctx, installToken, requestKey)
+}
+
+func (s *Spy) CreateLaunchLink(ctx context.Context, call *custos.TrackerCall, in custos.LaunchLinkInput) (*custos.LaunchLink, error) {
+	s.record("CreateLaunchLink")
+	if s.CreateLaunchLinkFn == nil {
+		return nil, notSet("CreateLaunchLink")
+	}
+	return s.CreateLaunchLinkFn(ctx, call, in)
+}
+
+func (s *Spy) ExchangeLaunchCode(ctx context.Context, in custos.LaunchExchangeInput) (*custos.PermitGrant, error) {
+	s.record("ExchangeLaunchCode")
+	if s.ExchangeLaunchCodeFn == nil {
+		return nil, notSet("ExchangeLaunchCode")
+	}
+	return s.ExchangeLaunchCodeFn(ctx, in)
+}
+
+// CheckScope implements custos.TaskService.
+func (s *Spy) CheckScope(ctx context.Context, permit, projectID, taskID string) (*custos.Permit, error) {
+	s.record("CheckScope")
+	if s.CheckScopeFn == nil {
+		return nil, notSet("CheckScope")
+	}
+	return s.CheckScopeFn(ctx, permit, projectID, taskID)
+}
+
+// CheckPermit implements custos.TaskService.
+func (s *Spy) CheckPermit(ctx context.Context, permit string) (*custos.Permit, error) {
+	s.record("CheckPermit")
+	if s.CheckPermitFn == nil {
+		return nil, notSet("CheckPermit")
+	}
+	return s.CheckPermitFn(ctx, permit)
+}
+
+func (s *Spy) CreateRun(ctx context.Context, permit, taskID string) (*custos.Run, error) {
+	s.record("CreateRun")
+	if s.CreateRunFn == nil {
+		return nil, notSet("CreateRun")
+	}
+	return s.CreateRunFn(ctx, permit, taskID)
+}
+
+func (s *Spy) PutArtifact(ctx context.Context, permit, taskID, runID, name, kind string, body io.Reader) (*custos.Artifact, error) {
+	s.record("PutArtifact")
+	if s.PutArtifactFn == nil {
+		return nil, notSet("PutArtifact")
+	}
+	return s.PutArtifactFn(ctx, permit, taskID, runID, name, kind, body)
+}
+
+func (s *Spy) GetArtifact(ctx context.Context, permit, taskID, runID, name string) (*custos.Artifact, []byte, error) {
+	s.record("GetArtifact")
+	if s.GetArtifactFn == nil {
+		return nil, nil, notSet("GetArtifact")
+	}
+	return s.GetArtifactFn(ctx, permit, taskID, runID, name)
+}
+
+func (s *Spy) ListArtifacts(ctx context.Context, permit, taskID, runID string) ([]*custos.Artifact, error) {
+	s.record("ListArtifacts")
+	if s.ListArtifactsFn == nil {
+		return nil, notSet("ListArtifacts")
+	}
+	return s.ListArtifactsFn(ctx, permit, taskID, runID)
+}
+
+func (s *Spy) CompleteRun(ctx context.Context, permit, taskID, runID string) (*custos.Run, error) {
+	s.record("CompleteRun")
+	if s.CompleteRunFn == nil {
+		return nil, notSet("CompleteRun")
+	}
+	return s.CompleteRunFn(ctx, permit, taskID, runID)
+}
+
+func (s *Spy) CompleteTask(ctx context.Context, permit, taskID string) (*custos.Task, error) {
+	s.record("CompleteTask")
+	if s.CompleteTaskFn == nil {
+		return nil, notSet("CompleteTask")
+	}
+	return s.CompleteTaskFn(ctx, permit, taskID)
+}
+
+func (s *Spy) PutIndexFiles(ctx context.Context, permit, projectID, indexID string, files []custos.IndexFile) (int, error) {
+	s.record("PutIndexFiles")
+	if s.PutIndexFilesFn == nil {
+		return 0, notSet("PutIndexFiles")
+	}
+	return s.PutIndexFilesFn(ctx, permit, projectID, indexID, files)
+}
+
+func (s *Spy) StaleIndexFiles(ctx context.Context, permit, projectID, indexID string, refs []custos.IndexRef) ([]string, error) {
+	s.record("StaleIndexFiles")
+	if s.StaleIndexFilesFn == nil {
+		return nil, notSet("StaleIndexFiles")
+	}
+	return s.StaleIndexFilesFn(ctx, permit, projectID, indexID, refs)
+}
+
 // syncBuffer is a bytes.Buffer safe for the server's goroutines.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -427,7 +586,8 @@ func MustServe(tb testing.TB) *Env {
 	logs := &syncBuffer{}
 	cfg := custoshttp.Config{
 		Services: custoshttp.Services{Keys: spy, Secrets: spy, Devices: spy, Policies: spy, Sessions: spy, Audit: spy,
-			Providers: spy, Budgets: spy, Privacy: spy, Usage: spy},
+			Providers: spy, Budgets: spy, Privacy: spy, Usage: spy,
+			Trackers: spy, Launch: spy, Tasks: spy},
 		Logger:  slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Version: "v0.0.0-test",
 	}

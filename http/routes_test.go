@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/custos-dev/custos"
+	custoshttp "github.com/custos-dev/custos/http"
 )
 
 // Body kinds of a route.
@@ -13,6 +14,7 @@ const (
 	bodyNone     = iota // takes no body
 	bodyRequired        // a JSON object is required
 	bodyOptional        // a JSON object may be sent
+	bodyRaw             // raw bytes (an artifact)
 )
 
 // route is one API endpoint with a valid request and invalid path variants.
@@ -21,6 +23,11 @@ type route struct {
 	body         string // a valid body
 	kind         int
 	badPaths     []string // same route, invalid identifiers: 400
+
+	auth   string            // the Authorization of a valid request; "" means the API key, "-" none
+	header map[string]string // more headers of a valid request
+	spends bool              // the request key is spent (and the next one sent) before the body is looked at
+	limit  int               // the body limit; 0 means MaxBodyBytes
 }
 
 // v1Routes lists every /v1 endpoint of docs/API.md.
@@ -75,6 +82,89 @@ var v1Routes = []route{
 		badPaths: []string{"/v1/usage?since=yesterday", "/v1/usage?limit=0", "/v1/usage?limit=10001", "/v1/usage?key_id=" + testPolID, "/v1/usage?bogus=1"}},
 	{method: "GET", path: "/v1/usage/summary?by=model",
 		badPaths: []string{"/v1/usage/summary?by=model&by=key", "/v1/usage/summary?until=x"}},
+	{method: "POST", path: "/v1/tracker/installs", body: `{"name":"jira-prod"}`, kind: bodyRequired},
+	{method: "GET", path: "/v1/tracker/installs"},
+	{method: "DELETE", path: "/v1/tracker/installs/" + testInstallID,
+		badPaths: []string{"/v1/tracker/installs/" + testKeyID, "/v1/tracker/installs/trk_x", "/v1/tracker/installs/" + testInstallToken}},
+	// The tracker app: install token, then its request keys.
+	{method: "POST", path: "/v1/tracker/request-key", auth: "Bearer " + testInstallToken},
+	{method: "POST", path: "/v1/security/launch-link", body: `{"projectId":"PROJ","taskId":"PROJ-42","ttl":"7d"}`, kind: bodyRequired,
+		auth: "Bearer " + testInstallToken, header: map[string]string{"X-Custos-Request-Key": testRequestKey}, spends: true},
+	// The developer: the code in the body is the credential.
+	{method: "POST", path: "/v1/security/launch-exchange", body: `{"code":"` + testLaunchCode + `","projectId":"PROJ","taskId":"PROJ-42"}`, kind: bodyRequired, auth: "-"},
+	// The permit routes.
+	{method: "POST", path: "/v1/tasks/PROJ-42/runs", auth: "Bearer " + testPermit,
+		badPaths: []string{"/v1/tasks/-42/runs", "/v1/tasks/PROJ%2042/runs", "/v1/tasks/%2e%2e/runs", "/v1/tasks/" + strings.Repeat("t", 129) + "/runs",
+			"/v1/tasks/PROJ-42/runs?bogus=1", "/v1/tasks/PROJ-42/runs?projectId=bad%20project", "/v1/tasks/PROJ-42/runs?projectId=A&projectId=A"}},
+	{method: "GET", path: "/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts", auth: "Bearer " + testPermit,
+		badPaths: []string{"/v1/tasks/PROJ-42/runs/" + testKeyID + "/artifacts", "/v1/tasks/PROJ-42/runs/run_x/artifacts", "/v1/tasks/P%00/runs/" + testRunID + "/artifacts"}},
+	{method: "PUT", path: "/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/src/main.go", body: "package main\n", kind: bodyRaw, auth: "Bearer " + testPermit,
+		badPaths: []string{"/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/", "/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/%2e%2e/etc/passwd",
+			"/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/a%2F%2Fb", "/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/%2Fetc",
+			"/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/C:%5Cx", "/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/a%00b",
+			"/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/a%0Ab", "/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/" + strings.Repeat("n", 513),
+			"/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/" + strings.Repeat("a/", 33) + "z", "/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/%FF",
+			"/v1/tasks/PROJ-42/runs/" + testInstallID + "/artifacts/x"}},
+	{method: "GET", path: "/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/src/main.go", auth: "Bearer " + testPermit,
+		badPaths: []string{"/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/%2e/x", "/v1/tasks/PROJ-42/runs/" + testRunID + "/artifacts/x?y=1"}},
+	{method: "POST", path: "/v1/tasks/PROJ-42/runs/" + testRunID + "/complete", auth: "Bearer " + testPermit,
+		badPaths: []string{"/v1/tasks/PROJ-42/runs/RUN_0123456789abcdef/complete"}},
+	{method: "POST", path: "/v1/tasks/PROJ-42/complete", auth: "Bearer " + testPermit,
+		badPaths: []string{"/v1/tasks/.hidden/complete", "/v1/tasks/a%2Fb/complete"}},
+	{method: "PUT", path: "/v1/projects/PROJ/indexes/main/files", body: `{"files":[{"path":"src/main.go","sha256":"` + testSHA + `","summary":"entry point"}]}`,
+		kind: bodyRequired, auth: "Bearer " + testPermit, limit: custoshttp.MaxIndexBodyBytes,
+		badPaths: []string{"/v1/projects/-P/indexes/main/files", "/v1/projects/PROJ/indexes/ma%20in/files", "/v1/projects/PROJ/indexes/main/files?projectId=PROJ"}},
+	{method: "POST", path: "/v1/projects/PROJ/indexes/main/stale", body: `{"files":[{"path":"src/main.go","sha256":"` + testSHA + `"}]}`,
+		kind: bodyRequired, auth: "Bearer " + testPermit, limit: custoshttp.MaxIndexBodyBytes,
+		badPaths: []string{"/v1/projects/P%3Cscript%3E/indexes/main/stale"}},
+}
+
+// do sends rt's valid request, changed by req's non-empty fields.
+func (rt route) do(t *testing.T, env *Env, req Request) *Response {
+	t.Helper()
+	if req.Method == "" {
+		req.Method = rt.method
+	}
+	if req.Path == "" {
+		req.Path = rt.path
+	}
+	if req.Token == "" {
+		req.Token = rt.auth
+	}
+	hdr := map[string]string{}
+	for k, v := range rt.header {
+		hdr[k] = v
+	}
+	for k, v := range req.Header {
+		hdr[k] = v
+	}
+	req.Header = hdr
+	if rt.kind == bodyRaw && req.ContentType == "" && req.Body != "" {
+		req.ContentType = "application/octet-stream"
+	}
+	return env.Do(t, req)
+}
+
+// assertRouteRejected is assertRejected for rt: a route that spends its
+// request key first must have spent it and sent the next one.
+func assertRouteRejected(t *testing.T, env *Env, rt route, resp *Response, status int, code string) {
+	t.Helper()
+	if !rt.spends {
+		assertRejected(t, env, resp, status, code)
+		return
+	}
+	if got, want := resp.Status, status; got != want {
+		t.Fatalf("status=%d, want %d: %s", got, want, resp.Body)
+	}
+	if got, _ := resp.Err(t); got != code {
+		t.Fatalf("code=%q, want %q", got, code)
+	}
+	if calls := env.Spy.Calls(); len(calls) != 1 || calls[0] != "SpendRequestKey" {
+		t.Fatalf("service calls %v, want only SpendRequestKey", calls)
+	}
+	if got, want := resp.Header.Get("X-Custos-Next-Request-Key"), testNextKey; got != want {
+		t.Fatalf("X-Custos-Next-Request-Key=%q, want the next key even on a refusal", got)
+	}
 }
 
 func (rt route) String() string { return rt.method + " " + rt.path }
@@ -121,6 +211,7 @@ func okSpy(env *Env) {
 	s.RemovePrivacyFn = func(_ ctxT, _, _ string) error { return nil }
 	s.ListUsageFn = func(_ ctxT, _ custos.UsageFilter) ([]*custos.UsageRecord, error) { return nil, nil }
 	s.SummarizeUsageFn = func(_ ctxT, _ custos.UsageFilter, _ string) ([]*custos.UsageSummary, error) { return nil, nil }
+	okTaskSpy(s)
 }
 
 // assertRejected checks status and code and that no service method ran.
@@ -142,7 +233,7 @@ func TestRoutes_OK(t *testing.T) {
 	okSpy(env)
 	for _, rt := range v1Routes {
 		t.Run(rt.String(), func(t *testing.T) {
-			resp := env.Do(t, Request{Method: rt.method, Path: rt.path, Body: rt.body})
+			resp := rt.do(t, env, Request{Body: rt.body})
 			if resp.Status < 200 || resp.Status > 299 {
 				t.Fatalf("status=%d: %s", resp.Status, resp.Body)
 			}
@@ -150,14 +241,29 @@ func TestRoutes_OK(t *testing.T) {
 	}
 }
 
-// Ensure every /v1 route wants a valid bearer token before anything else.
+// Ensure every /v1 route wants a valid bearer token of its kind before
+// anything else: API key routes an API key, the tracker routes an install
+// token, the permit routes a permit.
 func TestRoutes_Unauthorized(t *testing.T) {
 	for _, rt := range v1Routes {
-		for _, auth := range []string{"-", "Bearer cst_ak_wrong", "Basic dXNlcjpwdw==", "Bearer", "Bearer ", "Bearer a b", "cst_ak_" + testToken, testToken} {
+		if rt.auth == "-" {
+			continue // the credential is in the body: TestTaskRoutes_ExchangeBadCode
+		}
+		auths := []string{"-", "Bearer cst_ak_wrong", "Basic dXNlcjpwdw==", "Bearer", "Bearer ", "Bearer a b", "cst_ak_" + testToken, testToken}
+		if rt.auth != "" {
+			// Another kind of credential, well formed, is refused unseen.
+			auths = append(auths, "Bearer "+testToken, "Bearer "+testLaunchCode, "Bearer "+testRequestKey, strings.TrimPrefix(rt.auth, "Bearer "))
+			if rt.auth != "Bearer "+testPermit {
+				auths = append(auths, "Bearer "+testPermit)
+			} else {
+				auths = append(auths, "Bearer "+testInstallToken, "Bearer "+testPermit+"x", "Bearer "+testPermit[:len(testPermit)-1]+"!")
+			}
+		}
+		for _, auth := range auths {
 			t.Run(rt.String()+"/"+auth, func(t *testing.T) {
 				env := MustServe(t)
 				okSpy(env)
-				resp := env.Do(t, Request{Method: rt.method, Path: rt.path, Body: rt.body, Token: auth,
+				resp := rt.do(t, env, Request{Body: rt.body, Token: auth,
 					Header: map[string]string{"X-Custos-Agent": "-invalid-"}})
 				assertRejected(t, env, resp, http.StatusUnauthorized, custos.EUNAUTHORIZED)
 				if got, want := resp.Header.Get("WWW-Authenticate"), "Bearer"; got != want {
@@ -174,7 +280,7 @@ func TestRoutes_MethodNotAllowed(t *testing.T) {
 		t.Run(rt.String(), func(t *testing.T) {
 			env := MustServe(t)
 			okSpy(env)
-			resp := env.Do(t, Request{Method: "PATCH", Path: rt.path, Body: rt.body})
+			resp := rt.do(t, env, Request{Method: "PATCH", Body: rt.body})
 			assertRejected(t, env, resp, http.StatusMethodNotAllowed, custos.EINVALID)
 			if allow := resp.Header.Get("Allow"); !strings.Contains(allow, rt.method) {
 				t.Fatalf("Allow=%q, want it to contain %s", allow, rt.method)
@@ -182,7 +288,7 @@ func TestRoutes_MethodNotAllowed(t *testing.T) {
 		})
 	}
 	// Ensure the unauthenticated routes answer 405 the same way.
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	for _, path := range []string{"/healthz", "/readyz", "/metrics", "/launch", "/launch.js", "/launch.css"} {
 		env := MustServe(t)
 		resp := env.Do(t, Request{Method: "POST", Path: path, Body: "{}"})
 		assertRejected(t, env, resp, http.StatusMethodNotAllowed, custos.EINVALID)
@@ -194,6 +300,8 @@ func TestRoutes_NotFound(t *testing.T) {
 	for _, path := range []string{
 		"/", "/v1", "/v1/", "/v1/nope", "/v2/secrets", "/v1/keys/", "/v1//keys", "/v1/secrets/a/b/c/d",
 		"/v1/secrets/web-app/API_KEY/versions/1", "/v1/keys/" + testKeyID, "/v1/./keys", "/v1/secrets/../keys", "/favicon.ico",
+		"/v1/tasks", "/v1/tasks/T", "/v1/tasks/T/runs/" + testRunID, "/v1/tracker", "/v1/tracker/installs/" + testInstallID + "/x",
+		"/v1/tasks/T/runs/" + testRunID + "/artifacts/../../x", "/v1/projects/P/indexes/I", "/launch/x", "/v1/security/launch",
 	} {
 		for _, token := range []string{"", "-"} {
 			t.Run(path+"/"+token, func(t *testing.T) {
@@ -216,7 +324,7 @@ func TestRoutes_BadPath(t *testing.T) {
 			t.Run(rt.method+" "+path, func(t *testing.T) {
 				env := MustServe(t)
 				okSpy(env)
-				resp := env.Do(t, Request{Method: rt.method, Path: path, Body: rt.body})
+				resp := rt.do(t, env, Request{Path: path, Body: rt.body})
 				assertRejected(t, env, resp, http.StatusBadRequest, custos.EINVALID)
 			})
 		}
@@ -232,6 +340,10 @@ func TestRoutes_BadBody(t *testing.T) {
 		code                    string
 	}
 	for _, rt := range v1Routes {
+		huge := huge
+		if rt.limit > 0 {
+			huge = `{"files":"` + strings.Repeat("x", rt.limit) + `"}`
+		}
 		var cases []bad
 		switch rt.kind {
 		case bodyNone:
@@ -259,8 +371,16 @@ func TestRoutes_BadBody(t *testing.T) {
 				{"Latin1", rt.body, "application/json; charset=latin1", 415, custos.EINVALID},
 				{"JSONish", rt.body, "application/jsonx", 415, custos.EINVALID},
 			}
+		case bodyRaw:
+			cases = []bad{
+				{"JSON", `{"a":1}`, "application/json", 415, custos.EINVALID},
+				{"TextPlain", rt.body, "text/plain", 415, custos.EINVALID},
+				{"Form", "a=b", "application/x-www-form-urlencoded", 415, custos.EINVALID},
+				{"Garbled", rt.body, "application/octet-stream; =", 415, custos.EINVALID},
+			}
 			if rt.kind == bodyRequired {
 				cases = append(cases,
+					bad{"ContentField", `{"content":"package main"}`, "", 400, custos.EINVALID},
 					bad{"Empty", "", "", 400, custos.EINVALID},
 					bad{"EmptyNoContentType", "", "-", 415, custos.EINVALID},
 					bad{"Whitespace", " \n\t ", "", 400, custos.EINVALID},
@@ -275,8 +395,8 @@ func TestRoutes_BadBody(t *testing.T) {
 				if ct == "" && tt.body == "" {
 					ct = "application/json"
 				}
-				resp := env.Do(t, Request{Method: rt.method, Path: rt.path, Body: tt.body, ContentType: ct})
-				assertRejected(t, env, resp, tt.status, tt.code)
+				resp := rt.do(t, env, Request{Body: tt.body, ContentType: ct})
+				assertRouteRejected(t, env, rt, resp, tt.status, tt.code)
 			})
 		}
 	}

@@ -35,6 +35,11 @@ type Services struct {
 	Budgets   custos.BudgetService
 	Privacy   custos.PrivacyService
 	Usage     custos.UsageService
+	// The tasks capability: tracker installs (API key), the tracker app's
+	// launch links and the developer's exchange, and the permit routes.
+	Trackers custos.TrackerService
+	Launch   custos.LaunchService
+	Tasks    custos.TaskService
 }
 
 // Config configures the API handler and server.
@@ -188,6 +193,7 @@ func NewHandler(cfg Config) http.Handler {
 	h.registerSessionRoutes()
 	h.registerAuditRoutes()
 	h.registerGatewayRoutes()
+	h.registerTaskRoutes()
 	if cfg.Gateway != nil {
 		for _, p := range GatewayRoutes {
 			h.handle(p, func(w http.ResponseWriter, r *http.Request) error {

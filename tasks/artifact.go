@@ -54,6 +54,9 @@ func (s *Service) PutArtifact(ctx context.Context, permit, taskID, runID, name, 
 	} else if body == nil {
 		return nil, custos.Errorf(custos.EINVALID, "no artifact body")
 	} else if sc.run.CompletedAt != nil {
+		if t, err := s.store.FindTask(ctx, sc.permit.OrgID, sc.permit.ProjectID, sc.permit.TaskID); err == nil && t.CompletedAt != nil {
+			return nil, custos.Errorf(custos.ECONFLICT, "task %s is complete; its artifacts can be read until they expire, no new ones stored", quote(t.ID))
+		}
 		return nil, custos.Errorf(custos.ECONFLICT, "run %s is complete; start a new run", sc.run.ID)
 	}
 	plain, err := io.ReadAll(io.LimitReader(body, s.maxArt+1))

@@ -94,6 +94,27 @@ func (s *Service) projectScope(ctx context.Context, permit, projectID string) (*
 	return &scope{permit: p}, nil
 }
 
+// CheckScope implements custos.TaskService.
+func (s *Service) CheckScope(ctx context.Context, permit, projectID, taskID string) (*custos.Permit, error) {
+	if projectID != "" {
+		sc, err := s.projectScope(ctx, permit, projectID)
+		if err != nil {
+			return nil, err
+		}
+		if taskID == "" {
+			return sc.permit, nil
+		}
+	}
+	if taskID == "" {
+		return s.CheckPermit(ctx, permit)
+	}
+	sc, err := s.scope(ctx, permit, taskID, "")
+	if err != nil {
+		return nil, err
+	}
+	return sc.permit, nil
+}
+
 // CreateRun implements custos.TaskService.
 func (s *Service) CreateRun(ctx context.Context, permit, taskID string) (*custos.Run, error) {
 	sc, err := s.scope(ctx, permit, taskID, "")

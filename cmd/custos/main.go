@@ -106,6 +106,8 @@ Commands:
   budget    set, list and remove token budgets
   privacy   set, list and remove privacy modes
   usage     show the model gateway's usage (metadata only)
+  tracker   create, list and revoke tracker app installs
+  task      launch links, task permits, artifacts of runs, purge
   version   print the version
   help      show help for a command
 
@@ -149,6 +151,8 @@ var commands = map[string]func(*CLI, context.Context, []string) error{
 	"budget":   (*CLI).runBudget,
 	"privacy":  (*CLI).runPrivacy,
 	"usage":    (*CLI).runUsage,
+	"tracker":  (*CLI).runTracker,
+	"task":     (*CLI).runTask,
 	"version":  (*CLI).runVersion,
 }
 

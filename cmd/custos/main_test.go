@@ -340,6 +340,8 @@ var helpPaths = [][]string{
 	{"budget"}, {"budget", "set"}, {"budget", "list"}, {"budget", "rm"},
 	{"privacy"}, {"privacy", "set"}, {"privacy", "list"}, {"privacy", "rm"},
 	{"usage"},
+	{"tracker"}, {"tracker", "install"}, {"tracker", "list"}, {"tracker", "rm"},
+	{"task"}, {"task", "launch"}, {"task", "open"}, {"task", "upload"}, {"task", "download"}, {"task", "complete"}, {"task", "purge"},
 }
 
 func TestHelpCoversEveryCommand(t *testing.T) {

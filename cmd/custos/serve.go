@@ -30,8 +30,10 @@ import (
 	"github.com/custos-dev/custos/store/postgres"
 	"github.com/custos-dev/custos/store/redis"
 	"github.com/custos-dev/custos/store/sqlite"
+	"github.com/custos-dev/custos/tasks"
 	"github.com/custos-dev/custos/token"
 	"github.com/custos-dev/custos/vault"
+	"gocloud.dev/blob"
 )
 
 // Version is the build's version, set with -ldflags "-X main.Version=…".
@@ -71,6 +73,15 @@ type Config struct {
 	AIRateIP       string // per client IP limit on the model routes
 	UsageRetention string // how long usage records are kept (e.g. 90d)
 	GatewayTimeout string // bound on one forwarded model request, stream included
+
+	// The tasks capability.
+	BlobURL              string // artifact blob store; "" means file://DATA/artifacts
+	PublicURL            string // base of the https form of launch links; "" means the listen URL
+	PurgeInterval        string // how often expired and replaced artifacts are purged
+	ArtifactRetention    string // how long artifacts live after their task completes
+	ArtifactRetentionCap string // the most --artifact-retention may be
+	ArtifactMaxBytes     string // one artifact
+	RunMaxBytes          string // all live artifacts of one run
 }
 
 // DefaultConfig returns the embedded default: loopback, ./custos-data.
@@ -78,7 +89,9 @@ func DefaultConfig() Config {
 	return Config{Addr: "127.0.0.1:8080", DataDir: "custos-data", Sync: "normal", LogLevel: "info",
 		RateKey: "3000/1m", RateIP: "6000/1m", RateAuthFail: "20/10m",
 		Privacy: custos.PrivacyNormal, OnSecret: gateway.OnSecretRedact, AIRateKey: "600/1m", AIRateIP: "1200/1m",
-		UsageRetention: "90d", GatewayTimeout: "15m"}
+		UsageRetention: "90d", GatewayTimeout: "15m",
+		PurgeInterval: "10m", ArtifactRetention: "48h", ArtifactRetentionCap: "48h",
+		ArtifactMaxBytes: "16MiB", RunMaxBytes: "128MiB"}
 }
 
 // ConfigError names the configuration field that is wrong.
@@ -141,7 +154,107 @@ func (c *Config) Validate() error {
 	default:
 		return &ConfigError{"--log-level", "use debug, info, warn or error"}
 	}
+	if _, err := c.taskConfig(); err != nil {
+		return err
+	}
 	return nil
+}
+
+// taskLimits are the parsed settings of the tasks capability.
+type taskLimits struct {
+	purgeInterval, retention, retentionCap time.Duration
+	maxArtifact, maxRun                    int64
+}
+
+// taskConfig parses the settings of the tasks capability.
+func (c *Config) taskConfig() (taskLimits, error) {
+	var tl taskLimits
+	if d, err := custos.ParseDuration(c.PurgeInterval); err != nil || d < time.Second || d > 24*time.Hour {
+		return tl, &ConfigError{"--purge-interval", "use a duration from 1s to 24h, such as 10m"}
+	} else {
+		tl.purgeInterval = d
+	}
+	for _, f := range []struct {
+		flag, val string
+		dst       *time.Duration
+	}{{"--artifact-retention", c.ArtifactRetention, &tl.retention}, {"--artifact-retention-cap", c.ArtifactRetentionCap, &tl.retentionCap}} {
+		d, err := custos.ParseDuration(f.val)
+		if err != nil || d < time.Minute || d > 3650*24*time.Hour {
+			return tl, &ConfigError{f.flag, "use a duration of at least 1m, such as 48h or 7d"}
+		}
+		*f.dst = d
+	}
+	if tl.retention > tl.retentionCap {
+		return tl, &ConfigError{"--artifact-retention", fmt.Sprintf("%s is above --artifact-retention-cap %s; lower it, or raise the cap (a decision for the operator: artifacts hold source code)", c.ArtifactRetention, c.ArtifactRetentionCap)}
+	}
+	for _, f := range []struct {
+		flag, val string
+		dst       *int64
+	}{{"--artifact-max-bytes", c.ArtifactMaxBytes, &tl.maxArtifact}, {"--run-max-bytes", c.RunMaxBytes, &tl.maxRun}} {
+		n, err := parseBytes(f.val)
+		if err != nil {
+			return tl, &ConfigError{f.flag, err.Error()}
+		}
+		*f.dst = n
+	}
+	if tl.maxArtifact > tl.maxRun {
+		return tl, &ConfigError{"--artifact-max-bytes", fmt.Sprintf("%s is above --run-max-bytes %s", c.ArtifactMaxBytes, c.RunMaxBytes)}
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			return tl, &ConfigError{"--public-url", "want an http(s) URL without credentials, query or fragment, such as https://custos.example.com"}
+		}
+	}
+	if c.BlobURL != "" && !strings.Contains(c.BlobURL, "://") {
+		return tl, &ConfigError{"--blob-url", "want a URL such as file:///var/lib/custos/artifacts or s3://bucket?region=eu-west-1"}
+	}
+	return tl, nil
+}
+
+// parseBytes reads a size: a number of bytes, optionally with a KiB, MiB
+// or GiB suffix (K, M, G and KB, MB, GB mean the same), from 1 KiB to 64 GiB.
+func parseBytes(s string) (int64, error) {
+	bad := fmt.Errorf("invalid size %q: use bytes or a size such as 512KiB, 16MiB or 1GiB", clip(s, 24))
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range []struct {
+		suffixes []string
+		mult     int64
+	}{{[]string{"KiB", "KB", "K"}, 1 << 10}, {[]string{"MiB", "MB", "M"}, 1 << 20}, {[]string{"GiB", "GB", "G"}, 1 << 30}} {
+		for _, suf := range u.suffixes {
+			if len(num) > len(suf) && strings.EqualFold(num[len(num)-len(suf):], suf) {
+				num, mult = num[:len(num)-len(suf)], u.mult
+				break
+			}
+		}
+		if mult != 1 {
+			break
+		}
+	}
+	if num == "" || len(num) > 12 {
+		return 0, bad
+	}
+	var n int64
+	for _, ch := range num {
+		if ch < '0' || ch > '9' {
+			return 0, bad
+		}
+		n = n*10 + int64(ch-'0')
+	}
+	n *= mult
+	if n < 1<<10 || n > 64<<30 {
+		return 0, fmt.Errorf("invalid size %q: from 1KiB to 64GiB", clip(s, 24))
+	}
+	return n, nil
+}
+
+// blobURL is the artifact blob store's URL: --blob-url, or the artifacts
+// directory in the data dir.
+func (c *Config) blobURL() string {
+	if c.BlobURL != "" {
+		return c.BlobURL
+	}
+	return "file://" + filepath.Join(c.DataDir, "artifacts")
 }
 
 // rateConfig parses the rate limit settings.
@@ -245,6 +358,8 @@ type Main struct {
 	Service *vault.Service
 
 	keeper   envelope.Keeper
+	bucket   *blob.Bucket
+	Tasks    *tasks.Service
 	server   *custoshttp.Server
 	ln       net.Listener
 	lock     *os.File
@@ -274,6 +389,9 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 		{&c.Privacy, "CUSTOS_PRIVACY"}, {&c.OnSecret, "CUSTOS_ON_SECRET"},
 		{&c.AIRateKey, "CUSTOS_AI_RATE_KEY"}, {&c.AIRateIP, "CUSTOS_AI_RATE_IP"},
 		{&c.UsageRetention, "CUSTOS_USAGE_RETENTION"}, {&c.GatewayTimeout, "CUSTOS_GATEWAY_TIMEOUT"},
+		{&c.BlobURL, "CUSTOS_BLOB_URL"}, {&c.PublicURL, "CUSTOS_PUBLIC_URL"}, {&c.PurgeInterval, "CUSTOS_PURGE_INTERVAL"},
+		{&c.ArtifactRetention, "CUSTOS_ARTIFACT_RETENTION"}, {&c.ArtifactRetentionCap, "CUSTOS_ARTIFACT_RETENTION_CAP"},
+		{&c.ArtifactMaxBytes, "CUSTOS_ARTIFACT_MAX_BYTES"}, {&c.RunMaxBytes, "CUSTOS_RUN_MAX_BYTES"},
 	} {
 		if *e.dst, err = envOr(getenv, e.name, *e.dst); err != nil {
 			return err
@@ -306,6 +424,13 @@ func (m *Main) ParseFlags(args []string, getenv func(string) string) error {
 	fs.StringVar(&c.AIRateIP, "ai-rate-ip", c.AIRateIP, "")
 	fs.StringVar(&c.UsageRetention, "usage-retention", c.UsageRetention, "")
 	fs.StringVar(&c.GatewayTimeout, "gateway-timeout", c.GatewayTimeout, "")
+	fs.StringVar(&c.BlobURL, "blob-url", c.BlobURL, "")
+	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "")
+	fs.StringVar(&c.PurgeInterval, "purge-interval", c.PurgeInterval, "")
+	fs.StringVar(&c.ArtifactRetention, "artifact-retention", c.ArtifactRetention, "")
+	fs.StringVar(&c.ArtifactRetentionCap, "artifact-retention-cap", c.ArtifactRetentionCap, "")
+	fs.StringVar(&c.ArtifactMaxBytes, "artifact-max-bytes", c.ArtifactMaxBytes, "")
+	fs.StringVar(&c.RunMaxBytes, "run-max-bytes", c.RunMaxBytes, "")
 	if err := fs.Parse(args); err != nil {
 		return &usageError{err.Error(), serveUsage}
 	} else if fs.NArg() > 0 {
@@ -434,10 +559,24 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	retention, _ := custos.ParseDuration(c.UsageRetention) // validated in ParseFlags
+	tl, _ := c.taskConfig()                                // validated in ParseFlags
+	if m.bucket, err = tasks.OpenBucket(ctx, c.blobURL()); err != nil {
+		return fmt.Errorf("open blob store: %w", err)
+	}
+	publicURL := c.PublicURL
+	if publicURL == "" {
+		publicURL = m.URL()
+	}
+	if m.Tasks, err = tasks.New(tasks.Config{Store: m.Store, Keeper: m.keeper, Bucket: m.bucket, Now: m.Now, Logger: m.Logger,
+		PublicURL: publicURL, Retention: tl.retention, RetentionCap: tl.retentionCap,
+		MaxArtifactBytes: tl.maxArtifact, MaxRunBytes: tl.maxRun}); err != nil {
+		return fmt.Errorf("tasks: %w", err)
+	}
 	srv := custoshttp.NewServer(custoshttp.Config{
 		Services: custoshttp.Services{Keys: m.Service, Secrets: m.Service, Devices: m.Service,
 			Policies: m.Service, Sessions: m.Service, Audit: m.Service,
-			Providers: m.Service, Budgets: m.Service, Privacy: m.Service, Usage: m.Service},
+			Providers: m.Service, Budgets: m.Service, Privacy: m.Service, Usage: m.Service,
+			Trackers: m.Tasks, Launch: m.Tasks, Tasks: m.Tasks},
 		Logger:  m.Logger,
 		Ready:   m.Store.Ping,
 		Limiter: ratelimit.New(m.Hot, rc, m.Logger),
@@ -451,6 +590,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	workers.Go(func() { m.Service.RunNotifier(bg, outbound) })
 	workers.Go(func() { usage.Run(bg) })
 	workers.Go(func() { m.Service.RunUsagePurge(bg, retention, time.Hour) })
+	workers.Go(func() { m.Tasks.RunPurger(bg, tl.purgeInterval) })
 	go func() { defer close(m.done); workers.Wait() }()
 	ln := m.ln
 	go func() {
@@ -475,6 +615,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	fmt.Fprintf(m.Stdout, "data dir: %s (%s, keeper %s, %s)\n", abs, db, envelope.Redact(kurl), hot)
 	fmt.Fprintf(m.Stdout, "model gateway: OPENAI_BASE_URL=%s/v1 ANTHROPIC_BASE_URL=%s (privacy %s; add providers with custos provider add)\n", m.URL(), m.URL(), c.Privacy)
+	fmt.Fprintf(m.Stdout, "tasks: artifacts in %s, kept %s after a task completes, purged every %s; launch links at %s%s\n",
+		envelope.Redact(c.blobURL()), fmtDuration(tl.retention), fmtDuration(tl.purgeInterval), publicURL, custos.LaunchPath)
 	return nil
 }
 
@@ -537,6 +679,10 @@ func (m *Main) Close() error {
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
 		m.Store = nil
+	}
+	if m.bucket != nil {
+		errs = append(errs, m.bucket.Close())
+		m.bucket = nil
 	}
 	if m.Hot != nil {
 		errs = append(errs, m.Hot.Close())
@@ -649,6 +795,23 @@ providers are added with custos provider add; see docs/GATEWAY.md):
   --usage-retention D  how long usage records are kept (CUSTOS_USAGE_RETENTION; default 90d)
   --gateway-timeout D  bound on one model request, streaming included
                        (CUSTOS_GATEWAY_TIMEOUT; default 15m)
+
+Tasks (tracker launch links, task permits, encrypted artifacts; see docs/TASKS.md):
+  --blob-url URL       where encrypted artifacts go: file://PATH or s3://BUCKET?region=…
+                       (CUSTOS_BLOB_URL; default file://DATA/artifacts)
+  --public-url URL     base of the https form of launch links, as users reach
+                       this server (CUSTOS_PUBLIC_URL; default the listen URL)
+  --artifact-retention D
+                       how long artifacts live after their task completes
+                       (CUSTOS_ARTIFACT_RETENTION; default 48h)
+  --artifact-retention-cap D
+                       the most --artifact-retention may be
+                       (CUSTOS_ARTIFACT_RETENTION_CAP; default 48h)
+  --artifact-max-bytes N
+                       largest artifact, e.g. 16MiB (CUSTOS_ARTIFACT_MAX_BYTES; default 16MiB)
+  --run-max-bytes N    all live artifacts of one run (CUSTOS_RUN_MAX_BYTES; default 128MiB)
+  --purge-interval D   how often expired and replaced artifacts are purged; the
+                       purge also runs at start (CUSTOS_PURGE_INTERVAL; default 10m)
 
 Example:
   custos serve
