@@ -726,7 +726,7 @@ var launchPage = template.Must(template.New("launch").Parse(`<!doctype html>
 <body>
 <main>
 <h1>Open this task with custos</h1>
-<p id="status">This page needs JavaScript to read the launch link. Nothing has been used yet: the code is spent only when your CLI or IDE exchanges it.</p>
+<p id="status">This page needs JavaScript to read the launch link. Opening this page does not use the code: it is spent only when your CLI or IDE exchanges it.</p>
 <div id="launch" hidden>
 <p>Task <code id="task"></code> of project <code id="project"></code>.</p>
 <p><a id="open" class="button" href="#">Open in your IDE</a></p>
@@ -796,7 +796,7 @@ const launchJS = `"use strict";
   document.getElementById("project").textContent = project;
   document.getElementById("open").setAttribute("href", link);
   document.getElementById("command").textContent = "custos task open '" + link + "'";
-  status.textContent = "Nothing has been used yet: the code is spent only when your CLI or IDE exchanges it.";
+  status.textContent = "Opening this page does not use the code: it is spent only when your CLI or IDE exchanges it.";
   document.getElementById("launch").hidden = false;
 })();
 `
