@@ -35,6 +35,8 @@ Commands:
                                 (install token from CUSTOS_TRACKER_TOKEN)
   open LINK|CODE                exchange a launch link for the task's permit
   upload --task T FILE...       upload files as artifacts of a run
+  list --task T [--run R]       list a run's artifacts (default: your
+                                current run)
   download --task T --run R NAME
                                 download an artifact
   complete --task T [--run R]   complete a run, or the task
@@ -55,6 +57,7 @@ func (c *CLI) runTask(ctx context.Context, args []string) error {
 		"launch":   (*CLI).taskLaunch,
 		"open":     (*CLI).taskOpen,
 		"upload":   (*CLI).taskUpload,
+		"list":     (*CLI).taskList,
 		"download": (*CLI).taskDownload,
 		"complete": (*CLI).taskComplete,
 		"purge":    (*CLI).taskPurge,
@@ -583,6 +586,61 @@ func (c *CLI) checkTaskFlags(f *cmdFlags, task, project, run string) error {
 		}
 	}
 	return nil
+}
+
+const taskListUsage = `Usage: custos task list --task T [--run R] [--project P] [--json]
+
+Lists the live artifacts of run R of task T (default: the run your uploads
+went to, remembered with the permit): name, size, SHA-256, kind and expiry.
+Expired artifacts are not listed.
+
+Example:
+  custos task list --task PROJ-42
+  custos task list --task PROJ-42 --run run_0123456789abcdef --json
+`
+
+func (c *CLI) taskList(ctx context.Context, args []string) error {
+	f := c.newFlags("task list", taskListUsage)
+	task := f.String("task", "", "tracker `TASK` id (required)")
+	project := f.String("project", "", "tracker `PROJECT` id (when several projects have task T)")
+	run := f.String("run", "", "run `R` (default: your current run)")
+	asJSON := f.Bool("json", false, "print a JSON array")
+	if _, err := f.parse(args, 0, 0); err != nil {
+		return err
+	}
+	if err := c.checkTaskFlags(f, *task, *project, *run); err != nil {
+		return err
+	}
+	api, server, err := c.taskClient()
+	if err != nil {
+		return err
+	}
+	pf, err := c.loadPermit(f, server, *project, *task)
+	if err != nil {
+		return err
+	}
+	runID := *run
+	if runID == "" {
+		if runID = pf.Run; runID == "" {
+			return fmt.Errorf("no current run for task %s: give --run R (upload prints the run it uses)", cell(pf.TaskID))
+		}
+	}
+	list, err := api.ListArtifacts(ctx, pf.Permit, pf.TaskID, runID)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSONList(c.Stdout, list)
+	}
+	t := newTable(c.Stdout, "NAME", "SIZE", "SHA256", "KIND", "EXPIRES")
+	for _, a := range list {
+		kind := a.Kind
+		if kind == "" {
+			kind = "-"
+		}
+		t.row(a.Name, fmt.Sprint(a.Size), a.SHA256, kind, fmtTimePtr(a.ExpiresAt))
+	}
+	return t.flush()
 }
 
 const taskDownloadUsage = `Usage: custos task download --task T --run R NAME [-o FILE] [--force] [--project P]

@@ -178,6 +178,12 @@ func runTaskFlow(t *testing.T, e *E2E, purgeArgs ...string) {
 		}
 	}
 
+	if r := e.MustTaskCLI(t, dev, "task", "list", "--task", "PROJ-42"); !strings.Contains(r.Out, "main.go") || !strings.Contains(r.Out, "docs/notes.md") {
+		t.Fatalf("task list (current run): %q", r.Out)
+	}
+	if r := e.MustTaskCLI(t, dev, "task", "list", "--task", "PROJ-42", "--run", run, "--json"); !strings.Contains(r.Out, `"name": "main.go"`) && !strings.Contains(r.Out, `"name":"main.go"`) {
+		t.Fatalf("task list --json: %q", r.Out)
+	}
 	if r := e.MustTaskCLI(t, dev, "task", "download", "--task", "PROJ-42", "--run", run, "main.go", "-o", "-"); r.Out != mainGo {
 		t.Fatalf("download -o -: %q", r.Out)
 	}
@@ -448,6 +454,9 @@ func TestTaskCLI_BadInput(t *testing.T) {
 		{[]string{"task", "upload", "--task", "T", "f.txt", "./f.txt"}, nil, "two files would be artifact"},
 		{[]string{"task", "upload", "--task", "T", "--project", "-P", "f.txt"}, nil, "--project"},
 		{[]string{"task", "download", "--task", "T", "x"}, nil, "--run is required"},
+		{[]string{"task", "list"}, nil, "--task is required"},
+		{[]string{"task", "list", "--task", "T", "extra"}, nil, "unexpected argument"},
+		{[]string{"task", "list", "--task", "T", "--run", "run_x"}, nil, "run_"},
 		{[]string{"task", "download", "--task", "T", "--run", "run_0123456789abcdef"}, nil, "missing argument"},
 		{[]string{"task", "download", "--task", "T", "--run", "run_0123456789abcdef", "../x"}, nil, "invalid artifact name"},
 		{[]string{"task", "download", "--task", "T", "--run", "key_0123456789abcdef", "x"}, nil, "--run"},
