@@ -309,3 +309,32 @@ func TestRateLimitNil(t *testing.T) {
 		t.Fatalf("status=%d, want 200", resp.Status)
 	}
 }
+
+// Ensure the tasks credentials have the per-key limit too: a permit and a
+// tracker install token are each limited under their own hash, from any
+// address, before the service looks at them; another permit is unaffected.
+func TestRateLimitTaskCredentials(t *testing.T) {
+	env := MustServeLimited(t, ratelimit.Config{PerKey: ratelimit.Limit{N: 2, Window: time.Minute}})
+	other := testTok("cst_pm_", "OTHERpermit")
+	env.Spy.CreateRunFn = func(_ context.Context, tok, task string) (*custos.Run, error) {
+		return &custos.Run{ID: testRunID, TaskID: task}, nil
+	}
+	for range 2 {
+		assertStatus(t, env.From(t, "203.0.113.7", "POST", "/v1/tasks/PROJ-42/runs", testPermit), 201)
+	}
+	env.Spy.Reset()
+	assertLimited(t, env.From(t, "203.0.113.7", "POST", "/v1/tasks/PROJ-42/runs", testPermit), 60, "for this credential")
+	assertLimited(t, env.From(t, "198.51.100.1", "POST", "/v1/tasks/PROJ-42/runs", testPermit), 60, "for this credential")
+	env.AssertNoCalls(t)
+	assertStatus(t, env.From(t, "203.0.113.7", "POST", "/v1/tasks/PROJ-42/runs", other), 201)
+
+	for range 2 {
+		assertStatus(t, env.From(t, "203.0.113.7", "POST", "/v1/tracker/request-key", testInstallToken), 201)
+	}
+	env.Spy.Reset()
+	assertLimited(t, env.From(t, "203.0.113.7", "POST", "/v1/tracker/request-key", testInstallToken), 60, "for this credential")
+	env.AssertNoCalls(t)
+
+	env.Clock.Advance(time.Minute)
+	assertStatus(t, env.From(t, "203.0.113.7", "POST", "/v1/tasks/PROJ-42/runs", testPermit), 201)
+}

@@ -94,7 +94,7 @@ type permitHandler func(w http.ResponseWriter, r *http.Request, permit string) e
 // unauthorized counts as a failed authentication.
 func (h *handler) handlePermit(pattern string, present bool, fn permitHandler) {
 	h.handleCredential(pattern, present, "tasks", func(w http.ResponseWriter, r *http.Request) error {
-		permit, err := h.credential(r, token.PrefixPermit, "a task permit (cst_pm_…)")
+		permit, err := h.credential(w, r, token.PrefixPermit, "a task permit (cst_pm_…)")
 		if err != nil {
 			return err
 		}
@@ -107,8 +107,9 @@ func (h *handler) handlePermit(pattern string, present bool, fn permitHandler) {
 
 // credential returns the bearer token of r if it has the shape of prefix's
 // tokens (what names them for messages); anything else is refused as
-// unauthorized and counted.
-func (h *handler) credential(r *http.Request, prefix, what string) (string, error) {
+// unauthorized and counted. A well-formed token is then counted against
+// the per-key limit under its hash, before it is looked up, like an API key.
+func (h *handler) credential(w http.ResponseWriter, r *http.Request, prefix, what string) (string, error) {
 	tok, err := bearerToken(r)
 	if err != nil {
 		reason := "malformed Authorization header"
@@ -124,6 +125,11 @@ func (h *handler) credential(r *http.Request, prefix, what string) (string, erro
 	if err := token.Check(tok, prefix); err != nil {
 		h.authFailed(r, custos.ErrorMessage(err))
 		return "", err
+	}
+	if h.limiter != nil {
+		if retry, ok := h.limiter.AllowKey(r.Context(), "cred_"+token.Hash(tok)[:32]); !ok {
+			return "", h.rateLimit(w, "key", retry, "too many requests for this credential")
+		}
 	}
 	return tok, nil
 }
@@ -220,7 +226,7 @@ func (h *handler) handleRevokeTrackerInstall(w http.ResponseWriter, r *http.Requ
 // request keys for the install token, its first key in the body and in
 // X-Custos-Next-Request-Key.
 func (h *handler) handleRequestKey(w http.ResponseWriter, r *http.Request) error {
-	install, err := h.credential(r, token.PrefixTrackerInstall, "a tracker install token (cst_ti_…)")
+	install, err := h.credential(w, r, token.PrefixTrackerInstall, "a tracker install token (cst_ti_…)")
 	if err != nil {
 		return err
 	}
@@ -264,7 +270,7 @@ func (h *handler) requestKey(r *http.Request) (string, error) {
 // set in X-Custos-Next-Request-Key, whatever the answer, so the chain
 // stays usable when the call itself is then refused.
 func (h *handler) trackerCall(w http.ResponseWriter, r *http.Request) (*http.Request, *custos.TrackerCall, error) {
-	install, err := h.credential(r, token.PrefixTrackerInstall, "a tracker install token (cst_ti_…)")
+	install, err := h.credential(w, r, token.PrefixTrackerInstall, "a tracker install token (cst_ti_…)")
 	if err != nil {
 		return nil, nil, err
 	}
