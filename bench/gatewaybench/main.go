@@ -61,6 +61,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/custos-dev/custos/egress"
@@ -241,11 +242,17 @@ func run() error {
 	fmt.Fprintf(&b, "\nAt %s the load generator itself sends p50 %s, p99 %s after the scheduled time (Go's timers sleep at least about 1 ms on an idle core); that lag is in every row of the phase, direct included, and cancels out of the added latency.\n",
 		rateLoad, ms(d.late50), ms(d.late99))
 	fmt.Fprintf(&b, "\nThroughput, %d concurrent clients:\n\n", o.conc)
-	fmt.Fprintln(&b, "| mode | target | requests | errors | req/s | vs reverse proxy |")
-	fmt.Fprintln(&b, "|---|---|--:|--:|--:|--:|")
+	fmt.Fprintln(&b, "| mode | target | requests | errors | req/s | vs reverse proxy | CPU µs/request | of which the target |")
+	fmt.Fprintln(&b, "|---|---|--:|--:|--:|--:|--:|--:|")
 	for _, r := range tput {
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.0f | %.2f× |\n", r.mode, r.target, r.n, r.errors, r.rps, r.ratio)
+		own := "—"
+		if d := findTput(tput, r.mode, "direct"); r.target != "direct" && d.cpu > 0 {
+			own = fmt.Sprintf("%.0f", float64(r.cpu-d.cpu)/1e3)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.0f | %.2f× | %.0f | %s |\n", r.mode, r.target, r.n, r.errors, r.rps, r.ratio, float64(r.cpu)/1e3, own)
 	}
+	fmt.Fprintln(&b, "\nCPU µs/request is the whole process's CPU time (load generator, upstream and target) in the phase over its requests;")
+	fmt.Fprintln(&b, "\"of which the target\" subtracts the direct row's, leaving what the proxy in between costs per request.")
 	fmt.Fprintln(&b, "\nTargets (custos):")
 	fmt.Fprintln(&b, "\n| mode | target | measured | result |")
 	fmt.Fprintln(&b, "|---|---|--:|---|")
@@ -1026,7 +1033,7 @@ func closedLoop(t *target, m mode, conc int, d time.Duration) []sample {
 	var all []sample
 	var wg sync.WaitGroup
 	var stop atomic.Bool
-	start := time.Now()
+	start, cpu0 := time.Now(), processCPU()
 	time.AfterFunc(d, func() { stop.Store(true) })
 	for i := 0; i < conc; i++ {
 		wg.Add(1)
@@ -1043,10 +1050,26 @@ func closedLoop(t *target, m mode, conc int, d time.Duration) []sample {
 		}()
 	}
 	wg.Wait()
-	return append(all, sample{err: elapsedMarker, lat: time.Since(start)})
+	return append(all, sample{err: elapsedMarker, lat: time.Since(start)}, sample{err: cpuMarker, lat: processCPU() - cpu0})
 }
 
-const elapsedMarker = "\x00elapsed"
+// Markers of the phase's wall time and the process's CPU time among a
+// closed loop's samples.
+const (
+	elapsedMarker = "\x00elapsed"
+	cpuMarker     = "\x00cpu"
+)
+
+// processCPU returns the CPU time (user + system) the process has used:
+// load generator, upstream and the target together, so a target's share is
+// its CPU per request minus the direct one's.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
 
 // ---- summaries ----
 
@@ -1094,17 +1117,20 @@ type tputRow struct {
 	firstErr     string
 	n, errors    int
 	rps, ratio   float64
+	cpu          time.Duration // process CPU per request
 }
 
 func tputRows(m mode, ts []*target, samples [][]sample) []tputRow {
 	var rows []tputRow
 	for i, ss := range samples {
-		var el time.Duration
+		var el, cpu time.Duration
 		r := tputRow{mode: m.name, target: ts[i].name}
 		for _, s := range ss {
 			switch {
 			case s.err == elapsedMarker:
 				el += s.lat
+			case s.err == cpuMarker:
+				cpu += s.lat
 			case s.ok:
 				r.n++
 			default:
@@ -1116,6 +1142,9 @@ func tputRows(m mode, ts []*target, samples [][]sample) []tputRow {
 			}
 		}
 		r.rps = float64(r.n-r.errors) / el.Seconds()
+		if r.n > 0 {
+			r.cpu = cpu / time.Duration(r.n)
+		}
 		rows = append(rows, r)
 	}
 	for i := range rows {
