@@ -520,6 +520,7 @@ func (h *handler) handleGetArtifact(w http.ResponseWriter, r *http.Request, perm
 // away, a malformed chunk) into an EINVALID error, not an internal one.
 type requestBody struct{ r io.Reader }
 
+// Read implements io.Reader.
 func (b *requestBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
 	if err != nil && err != io.EOF {
