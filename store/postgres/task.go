@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/custos-dev/custos"
-	"github.com/custos-dev/custos/store/internal/column"
+	"github.com/custos-dev/custos/store/internal/taskrow"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -27,87 +27,11 @@ var _ custos.TaskStore = (*Store)(nil)
 // given no positive limit.
 const defaultPurgeLimit = 1000
 
-const (
-	installCols  = `id, org_id, name, hash, created_at, revoked_at`
-	reqKeyCols   = `id, org_id, install_id, session_id, hash, created_at, expires_at, used_at`
-	launchCols   = `id, org_id, install_id, project_id, task_id, hash, created_at, expires_at, used_at`
-	permitCols   = `id, org_id, project_id, task_id, launch_id, hash, created_at, expires_at`
-	taskCols     = `org_id, project_id, task_id, created_at, completed_at`
-	runCols      = `id, org_id, project_id, task_id, created_at, completed_at`
-	artifactCols = `id, org_id, project_id, task_id, run_id, name, kind, size, sha256, blob_key, wrapped_dek,
-	keeper_id, created_at, expires_at, replaced_at`
-)
-
-// liveInstall is the condition that a row's install_id names an install
-// that is not revoked.
-const liveInstall = `install_id IN (SELECT id FROM tracker_installs WHERE revoked_at IS NULL)`
-
-func scanInstall(sc scanner) (*custos.TrackerInstall, error) {
-	var in custos.TrackerInstall
-	if err := sc.Scan(&in.ID, &in.OrgID, &in.Name, &in.Hash, column.Time(&in.CreatedAt), column.NullTime(&in.RevokedAt)); err != nil {
-		return nil, err
-	}
-	return &in, nil
-}
-
-func scanRequestKey(sc scanner) (*custos.RequestKey, error) {
-	var k custos.RequestKey
-	if err := sc.Scan(&k.ID, &k.OrgID, &k.InstallID, &k.SessionID, &k.Hash, column.Time(&k.CreatedAt),
-		column.Time(&k.ExpiresAt), column.NullTime(&k.UsedAt)); err != nil {
-		return nil, err
-	}
-	return &k, nil
-}
-
-func scanLaunchCode(sc scanner) (*custos.LaunchCode, error) {
-	var c custos.LaunchCode
-	if err := sc.Scan(&c.ID, &c.OrgID, &c.InstallID, &c.ProjectID, &c.TaskID, &c.Hash, column.Time(&c.CreatedAt),
-		column.Time(&c.ExpiresAt), column.NullTime(&c.UsedAt)); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
-
-func scanPermit(sc scanner) (*custos.Permit, error) {
-	var p custos.Permit
-	if err := sc.Scan(&p.ID, &p.OrgID, &p.ProjectID, &p.TaskID, &p.LaunchID, &p.Hash, column.Time(&p.CreatedAt),
-		column.Time(&p.ExpiresAt)); err != nil {
-		return nil, err
-	}
-	return &p, nil
-}
-
-func scanTask(sc scanner) (*custos.Task, error) {
-	var t custos.Task
-	if err := sc.Scan(&t.OrgID, &t.ProjectID, &t.ID, column.Time(&t.CreatedAt), column.NullTime(&t.CompletedAt)); err != nil {
-		return nil, err
-	}
-	return &t, nil
-}
-
-func scanRun(sc scanner) (*custos.Run, error) {
-	var r custos.Run
-	if err := sc.Scan(&r.ID, &r.OrgID, &r.ProjectID, &r.TaskID, column.Time(&r.CreatedAt), column.NullTime(&r.CompletedAt)); err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
-
-func scanArtifact(sc scanner) (*custos.Artifact, error) {
-	var a custos.Artifact
-	if err := sc.Scan(&a.ID, &a.OrgID, &a.ProjectID, &a.TaskID, &a.RunID, &a.Name, &a.Kind, &a.Size, &a.SHA256,
-		&a.BlobKey, &a.WrappedDEK, &a.KeeperID, column.Time(&a.CreatedAt), column.NullTime(&a.ExpiresAt),
-		column.NullTime(&a.ReplacedAt)); err != nil {
-		return nil, err
-	}
-	return &a, nil
-}
-
 // CreateTrackerInstall inserts in with ev. Returns ECONFLICT if the org has
 // a live (not revoked) install of that name, or its id or hash exists.
 func (s *Store) CreateTrackerInstall(ctx context.Context, in *custos.TrackerInstall, ev *custos.AuditEvent) error {
 	return s.tx(ctx, "create tracker install", func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO tracker_installs (`+installCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+		if _, err := tx.Exec(ctx, `INSERT INTO tracker_installs (`+taskrow.InstallCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
 			in.ID, in.OrgID, in.Name, in.Hash, micros(in.CreatedAt), nullMicros(in.RevokedAt)); err != nil {
 			return conflictOr(err, "a tracker install named %q already exists", in.Name)
 		}
@@ -117,11 +41,11 @@ func (s *Store) CreateTrackerInstall(ctx context.Context, in *custos.TrackerInst
 
 // ListTrackerInstalls lists the org's installs, oldest first.
 func (s *Store) ListTrackerInstalls(ctx context.Context, orgID string) ([]*custos.TrackerInstall, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+installCols+` FROM tracker_installs WHERE org_id = $1 ORDER BY created_at, ord`, orgID)
+	rows, err := s.pool.Query(ctx, `SELECT `+taskrow.InstallCols+` FROM tracker_installs WHERE org_id = $1 ORDER BY created_at, ord`, orgID)
 	if err != nil {
 		return nil, fail("list tracker installs", err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*custos.TrackerInstall, error) { return scanInstall(r) })
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*custos.TrackerInstall, error) { return taskrow.Install(r) })
 	if err != nil {
 		return nil, fail("list tracker installs", err)
 	}
@@ -134,7 +58,7 @@ func (s *Store) ListTrackerInstalls(ctx context.Context, orgID string) ([]*custo
 // FindTrackerInstallByHash returns the install whose token hashes to hash,
 // revoked or not. Returns ENOTFOUND.
 func (s *Store) FindTrackerInstallByHash(ctx context.Context, hash string) (*custos.TrackerInstall, error) {
-	in, err := scanInstall(s.pool.QueryRow(ctx, `SELECT `+installCols+` FROM tracker_installs WHERE hash = $1`, hash))
+	in, err := taskrow.Install(s.pool.QueryRow(ctx, `SELECT `+taskrow.InstallCols+` FROM tracker_installs WHERE hash = $1`, hash))
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "tracker install not found")
@@ -168,7 +92,7 @@ func (s *Store) RevokeTrackerInstall(ctx context.Context, orgID, id string, now 
 
 // insertRequestKey inserts k. Returns ECONFLICT if its id or hash exists.
 func insertRequestKey(ctx context.Context, tx pgx.Tx, k *custos.RequestKey) error {
-	if _, err := tx.Exec(ctx, `INSERT INTO request_keys (`+reqKeyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+	if _, err := tx.Exec(ctx, `INSERT INTO request_keys (`+taskrow.RequestKeyCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		k.ID, k.OrgID, k.InstallID, k.SessionID, k.Hash, micros(k.CreatedAt), micros(k.ExpiresAt), nullMicros(k.UsedAt)); err != nil {
 		return conflictOr(err, "request key %q already exists", k.ID)
 	}
@@ -196,9 +120,9 @@ func (s *Store) CreateRequestKey(ctx context.Context, k *custos.RequestKey, ev *
 func (s *Store) SpendRequestKey(ctx context.Context, installID, hash string, now time.Time, next *custos.RequestKey) (*custos.RequestKey, error) {
 	var spent *custos.RequestKey
 	err := s.tx(ctx, "spend request key", func(tx pgx.Tx) error {
-		k, err := scanRequestKey(tx.QueryRow(ctx, `UPDATE request_keys SET used_at = $1
-			WHERE hash = $2 AND install_id = $3 AND used_at IS NULL AND expires_at > $1 AND `+liveInstall+`
-			RETURNING `+reqKeyCols, micros(now), hash, installID))
+		k, err := taskrow.RequestKey(tx.QueryRow(ctx, `UPDATE request_keys SET used_at = $1
+			WHERE hash = $2 AND install_id = $3 AND used_at IS NULL AND expires_at > $1 AND `+taskrow.LiveInstall+`
+			RETURNING `+taskrow.RequestKeyCols, micros(now), hash, installID))
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return custos.Errorf(custos.ENOTFOUND, "no live request key: it is unknown, used, expired, or of another or a revoked install")
@@ -222,7 +146,7 @@ func (s *Store) SpendRequestKey(ctx context.Context, installID, hash string, now
 
 // FindRequestKeyByHash returns the key hashing to hash. Returns ENOTFOUND.
 func (s *Store) FindRequestKeyByHash(ctx context.Context, hash string) (*custos.RequestKey, error) {
-	k, err := scanRequestKey(s.pool.QueryRow(ctx, `SELECT `+reqKeyCols+` FROM request_keys WHERE hash = $1`, hash))
+	k, err := taskrow.RequestKey(s.pool.QueryRow(ctx, `SELECT `+taskrow.RequestKeyCols+` FROM request_keys WHERE hash = $1`, hash))
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "request key not found")
@@ -272,7 +196,7 @@ func (s *Store) CreateLaunchCode(ctx context.Context, c *custos.LaunchCode, ev *
 		} else if complete {
 			return taskComplete(c.ProjectID, c.TaskID)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO launch_codes (`+launchCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+		if _, err := tx.Exec(ctx, `INSERT INTO launch_codes (`+taskrow.LaunchCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
 			c.ID, c.OrgID, c.InstallID, c.ProjectID, c.TaskID, c.Hash, micros(c.CreatedAt), micros(c.ExpiresAt),
 			nullMicros(c.UsedAt)); err != nil {
 			return conflictOr(err, "launch code %q already exists", c.ID)
@@ -292,9 +216,9 @@ func (s *Store) CreateLaunchCode(ctx context.Context, c *custos.LaunchCode, ev *
 func (s *Store) ExchangeLaunchCode(ctx context.Context, hash, projectID, taskID string, now time.Time, p *custos.Permit, ev *custos.AuditEvent) (*custos.LaunchCode, error) {
 	var code *custos.LaunchCode
 	err := s.tx(ctx, "exchange launch code", func(tx pgx.Tx) error {
-		c, err := scanLaunchCode(tx.QueryRow(ctx, `UPDATE launch_codes SET used_at = $1
-			WHERE hash = $2 AND project_id = $3 AND task_id = $4 AND used_at IS NULL AND expires_at > $1 AND `+liveInstall+`
-			RETURNING `+launchCols, micros(now), hash, projectID, taskID))
+		c, err := taskrow.LaunchCode(tx.QueryRow(ctx, `UPDATE launch_codes SET used_at = $1
+			WHERE hash = $2 AND project_id = $3 AND task_id = $4 AND used_at IS NULL AND expires_at > $1 AND `+taskrow.LiveInstall+`
+			RETURNING `+taskrow.LaunchCols, micros(now), hash, projectID, taskID))
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return custos.Errorf(custos.ENOTFOUND, "no live launch code for task %q of project %q", taskID, projectID)
@@ -302,7 +226,7 @@ func (s *Store) ExchangeLaunchCode(ctx context.Context, hash, projectID, taskID 
 			return err
 		}
 		p.OrgID, p.ProjectID, p.TaskID, p.LaunchID = c.OrgID, c.ProjectID, c.TaskID, c.ID
-		if _, err := tx.Exec(ctx, `INSERT INTO permits (`+permitCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		if _, err := tx.Exec(ctx, `INSERT INTO permits (`+taskrow.PermitCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 			p.ID, p.OrgID, p.ProjectID, p.TaskID, p.LaunchID, p.Hash, micros(p.CreatedAt), micros(p.ExpiresAt)); err != nil {
 			return conflictOr(err, "permit %q already exists", p.ID)
 		}
@@ -323,7 +247,7 @@ func (s *Store) ExchangeLaunchCode(ctx context.Context, hash, projectID, taskID 
 
 // FindLaunchCodeByHash returns the code hashing to hash. Returns ENOTFOUND.
 func (s *Store) FindLaunchCodeByHash(ctx context.Context, hash string) (*custos.LaunchCode, error) {
-	c, err := scanLaunchCode(s.pool.QueryRow(ctx, `SELECT `+launchCols+` FROM launch_codes WHERE hash = $1`, hash))
+	c, err := taskrow.LaunchCode(s.pool.QueryRow(ctx, `SELECT `+taskrow.LaunchCols+` FROM launch_codes WHERE hash = $1`, hash))
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "launch code not found")
@@ -336,7 +260,7 @@ func (s *Store) FindLaunchCodeByHash(ctx context.Context, hash string) (*custos.
 // FindPermitByHash returns the permit whose token hashes to hash. Returns
 // ENOTFOUND.
 func (s *Store) FindPermitByHash(ctx context.Context, hash string) (*custos.Permit, error) {
-	p, err := scanPermit(s.pool.QueryRow(ctx, `SELECT `+permitCols+` FROM permits WHERE hash = $1`, hash))
+	p, err := taskrow.Permit(s.pool.QueryRow(ctx, `SELECT `+taskrow.PermitCols+` FROM permits WHERE hash = $1`, hash))
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "permit not found")
@@ -348,7 +272,7 @@ func (s *Store) FindPermitByHash(ctx context.Context, hash string) (*custos.Perm
 
 // FindTask returns a task. Returns ENOTFOUND.
 func (s *Store) FindTask(ctx context.Context, orgID, projectID, taskID string) (*custos.Task, error) {
-	t, err := scanTask(s.pool.QueryRow(ctx, `SELECT `+taskCols+` FROM tasks WHERE org_id = $1 AND project_id = $2 AND task_id = $3`,
+	t, err := taskrow.Task(s.pool.QueryRow(ctx, `SELECT `+taskrow.TaskCols+` FROM tasks WHERE org_id = $1 AND project_id = $2 AND task_id = $3`,
 		orgID, projectID, taskID))
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -373,7 +297,7 @@ func (s *Store) CreateRun(ctx context.Context, r *custos.Run, ev *custos.AuditEv
 		case complete:
 			return taskComplete(r.ProjectID, r.TaskID)
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO runs (`+runCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
+		if _, err := tx.Exec(ctx, `INSERT INTO runs (`+taskrow.RunCols+`) VALUES ($1, $2, $3, $4, $5, $6)`,
 			r.ID, r.OrgID, r.ProjectID, r.TaskID, micros(r.CreatedAt), nullMicros(r.CompletedAt)); err != nil {
 			return conflictOr(err, "run %q already exists", r.ID)
 		}
@@ -383,7 +307,7 @@ func (s *Store) CreateRun(ctx context.Context, r *custos.Run, ev *custos.AuditEv
 
 // FindRun returns run id of the org. Returns ENOTFOUND.
 func (s *Store) FindRun(ctx context.Context, orgID, id string) (*custos.Run, error) {
-	r, err := scanRun(s.pool.QueryRow(ctx, `SELECT `+runCols+` FROM runs WHERE org_id = $1 AND id = $2`, orgID, id))
+	r, err := taskrow.Run(s.pool.QueryRow(ctx, `SELECT `+taskrow.RunCols+` FROM runs WHERE org_id = $1 AND id = $2`, orgID, id))
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "run %q not found", id)
@@ -399,8 +323,8 @@ func (s *Store) FindRun(ctx context.Context, orgID, id string) (*custos.Run, err
 func (s *Store) CompleteRun(ctx context.Context, orgID, id string, now time.Time, ev *custos.AuditEvent) (*custos.Run, error) {
 	var run *custos.Run
 	err := s.tx(ctx, "complete run", func(tx pgx.Tx) error {
-		r, err := scanRun(tx.QueryRow(ctx, `UPDATE runs SET completed_at = $1
-			WHERE org_id = $2 AND id = $3 AND completed_at IS NULL RETURNING `+runCols, micros(now), orgID, id))
+		r, err := taskrow.Run(tx.QueryRow(ctx, `UPDATE runs SET completed_at = $1
+			WHERE org_id = $2 AND id = $3 AND completed_at IS NULL RETURNING `+taskrow.RunCols, micros(now), orgID, id))
 		switch {
 		case err == nil:
 			run = r
@@ -408,7 +332,7 @@ func (s *Store) CompleteRun(ctx context.Context, orgID, id string, now time.Time
 		case !errors.Is(err, pgx.ErrNoRows):
 			return err
 		}
-		r, err = scanRun(tx.QueryRow(ctx, `SELECT `+runCols+` FROM runs WHERE org_id = $1 AND id = $2`, orgID, id))
+		r, err = taskrow.Run(tx.QueryRow(ctx, `SELECT `+taskrow.RunCols+` FROM runs WHERE org_id = $1 AND id = $2`, orgID, id))
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			return custos.Errorf(custos.ENOTFOUND, "run %q not found", id)
@@ -432,11 +356,11 @@ func (s *Store) CompleteRun(ctx context.Context, orgID, id string, now time.Time
 func (s *Store) CompleteTask(ctx context.Context, orgID, projectID, taskID string, now, expires time.Time, ev *custos.AuditEvent) (*custos.Task, error) {
 	var task *custos.Task
 	err := s.tx(ctx, "complete task", func(tx pgx.Tx) error {
-		t, err := scanTask(tx.QueryRow(ctx, `UPDATE tasks SET completed_at = $1
-			WHERE org_id = $2 AND project_id = $3 AND task_id = $4 AND completed_at IS NULL RETURNING `+taskCols,
+		t, err := taskrow.Task(tx.QueryRow(ctx, `UPDATE tasks SET completed_at = $1
+			WHERE org_id = $2 AND project_id = $3 AND task_id = $4 AND completed_at IS NULL RETURNING `+taskrow.TaskCols,
 			micros(now), orgID, projectID, taskID))
 		if errors.Is(err, pgx.ErrNoRows) {
-			t, err = scanTask(tx.QueryRow(ctx, `SELECT `+taskCols+` FROM tasks WHERE org_id = $1 AND project_id = $2 AND task_id = $3`,
+			t, err = taskrow.Task(tx.QueryRow(ctx, `SELECT `+taskrow.TaskCols+` FROM tasks WHERE org_id = $1 AND project_id = $2 AND task_id = $3`,
 				orgID, projectID, taskID))
 			switch {
 			case errors.Is(err, pgx.ErrNoRows):
@@ -514,7 +438,7 @@ func (s *Store) PutArtifact(ctx context.Context, a *custos.Artifact, maxRunBytes
 			micros(a.CreatedAt), a.RunID, a.Name); err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `INSERT INTO artifacts (`+artifactCols+`)
+		if _, err := tx.Exec(ctx, `INSERT INTO artifacts (`+taskrow.ArtifactCols+`)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
 			a.ID, a.OrgID, a.ProjectID, a.TaskID, a.RunID, a.Name, a.Kind, a.Size, a.SHA256, a.BlobKey,
 			blob(a.WrappedDEK), a.KeeperID, micros(a.CreatedAt), nullMicros(a.ExpiresAt), nullMicros(a.ReplacedAt)); err != nil {
@@ -527,7 +451,7 @@ func (s *Store) PutArtifact(ctx context.Context, a *custos.Artifact, maxRunBytes
 // FindArtifact returns the live (not replaced) artifact name of the run,
 // expired or not. Returns ENOTFOUND.
 func (s *Store) FindArtifact(ctx context.Context, orgID, runID, name string) (*custos.Artifact, error) {
-	a, err := scanArtifact(s.pool.QueryRow(ctx, `SELECT `+artifactCols+` FROM artifacts
+	a, err := taskrow.Artifact(s.pool.QueryRow(ctx, `SELECT `+taskrow.ArtifactCols+` FROM artifacts
 		WHERE org_id = $1 AND run_id = $2 AND name = $3 AND replaced_at IS NULL`, orgID, runID, name))
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -540,7 +464,7 @@ func (s *Store) FindArtifact(ctx context.Context, orgID, runID, name string) (*c
 
 // ListArtifacts returns the run's live artifacts, by name (byte order).
 func (s *Store) ListArtifacts(ctx context.Context, orgID, runID string) ([]*custos.Artifact, error) {
-	return s.listArtifacts(ctx, "list artifacts", `SELECT `+artifactCols+` FROM artifacts
+	return s.listArtifacts(ctx, "list artifacts", `SELECT `+taskrow.ArtifactCols+` FROM artifacts
 		WHERE org_id = $1 AND run_id = $2 AND replaced_at IS NULL ORDER BY name COLLATE "C"`, orgID, runID)
 }
 
@@ -552,18 +476,18 @@ func (s *Store) PurgeableArtifacts(ctx context.Context, now time.Time, limit int
 	if limit <= 0 {
 		limit = defaultPurgeLimit
 	}
-	return s.listArtifacts(ctx, "list purgeable artifacts", `SELECT `+artifactCols+` FROM artifacts
+	return s.listArtifacts(ctx, "list purgeable artifacts", `SELECT `+taskrow.ArtifactCols+` FROM artifacts
 		WHERE replaced_at IS NOT NULL OR expires_at <= $1
 		ORDER BY least(replaced_at, expires_at), id COLLATE "C" LIMIT $2`, micros(now), limit)
 }
 
-// listArtifacts runs query, which selects artifactCols.
+// listArtifacts runs query, which selects taskrow.ArtifactCols.
 func (s *Store) listArtifacts(ctx context.Context, what, query string, args ...any) ([]*custos.Artifact, error) {
 	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fail(what, err)
 	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*custos.Artifact, error) { return scanArtifact(r) })
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*custos.Artifact, error) { return taskrow.Artifact(r) })
 	if err != nil {
 		return nil, fail(what, err)
 	}

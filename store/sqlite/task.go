@@ -9,6 +9,7 @@ import (
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/store/internal/column"
+	"github.com/custos-dev/custos/store/internal/taskrow"
 )
 
 var _ custos.TaskStore = (*Store)(nil)
@@ -17,87 +18,11 @@ var _ custos.TaskStore = (*Store)(nil)
 // given no positive limit.
 const defaultPurgeLimit = 1000
 
-const (
-	installCols  = `id, org_id, name, hash, created_at, revoked_at`
-	reqKeyCols   = `id, org_id, install_id, session_id, hash, created_at, expires_at, used_at`
-	launchCols   = `id, org_id, install_id, project_id, task_id, hash, created_at, expires_at, used_at`
-	permitCols   = `id, org_id, project_id, task_id, launch_id, hash, created_at, expires_at`
-	taskCols     = `org_id, project_id, task_id, created_at, completed_at`
-	runCols      = `id, org_id, project_id, task_id, created_at, completed_at`
-	artifactCols = `id, org_id, project_id, task_id, run_id, name, kind, size, sha256, blob_key, wrapped_dek,
-	keeper_id, created_at, expires_at, replaced_at`
-)
-
-// liveInstall is the condition that a row's install_id names an install
-// that is not revoked.
-const liveInstall = `install_id IN (SELECT id FROM tracker_installs WHERE revoked_at IS NULL)`
-
-func scanInstall(sc scanner) (*custos.TrackerInstall, error) {
-	var in custos.TrackerInstall
-	if err := sc.Scan(&in.ID, &in.OrgID, &in.Name, &in.Hash, column.Time(&in.CreatedAt), column.NullTime(&in.RevokedAt)); err != nil {
-		return nil, err
-	}
-	return &in, nil
-}
-
-func scanRequestKey(sc scanner) (*custos.RequestKey, error) {
-	var k custos.RequestKey
-	if err := sc.Scan(&k.ID, &k.OrgID, &k.InstallID, &k.SessionID, &k.Hash, column.Time(&k.CreatedAt),
-		column.Time(&k.ExpiresAt), column.NullTime(&k.UsedAt)); err != nil {
-		return nil, err
-	}
-	return &k, nil
-}
-
-func scanLaunchCode(sc scanner) (*custos.LaunchCode, error) {
-	var c custos.LaunchCode
-	if err := sc.Scan(&c.ID, &c.OrgID, &c.InstallID, &c.ProjectID, &c.TaskID, &c.Hash, column.Time(&c.CreatedAt),
-		column.Time(&c.ExpiresAt), column.NullTime(&c.UsedAt)); err != nil {
-		return nil, err
-	}
-	return &c, nil
-}
-
-func scanPermit(sc scanner) (*custos.Permit, error) {
-	var p custos.Permit
-	if err := sc.Scan(&p.ID, &p.OrgID, &p.ProjectID, &p.TaskID, &p.LaunchID, &p.Hash, column.Time(&p.CreatedAt),
-		column.Time(&p.ExpiresAt)); err != nil {
-		return nil, err
-	}
-	return &p, nil
-}
-
-func scanTask(sc scanner) (*custos.Task, error) {
-	var t custos.Task
-	if err := sc.Scan(&t.OrgID, &t.ProjectID, &t.ID, column.Time(&t.CreatedAt), column.NullTime(&t.CompletedAt)); err != nil {
-		return nil, err
-	}
-	return &t, nil
-}
-
-func scanRun(sc scanner) (*custos.Run, error) {
-	var r custos.Run
-	if err := sc.Scan(&r.ID, &r.OrgID, &r.ProjectID, &r.TaskID, column.Time(&r.CreatedAt), column.NullTime(&r.CompletedAt)); err != nil {
-		return nil, err
-	}
-	return &r, nil
-}
-
-func scanArtifact(sc scanner) (*custos.Artifact, error) {
-	var a custos.Artifact
-	if err := sc.Scan(&a.ID, &a.OrgID, &a.ProjectID, &a.TaskID, &a.RunID, &a.Name, &a.Kind, &a.Size, &a.SHA256,
-		&a.BlobKey, &a.WrappedDEK, &a.KeeperID, column.Time(&a.CreatedAt), column.NullTime(&a.ExpiresAt),
-		column.NullTime(&a.ReplacedAt)); err != nil {
-		return nil, err
-	}
-	return &a, nil
-}
-
 // CreateTrackerInstall inserts in with ev. Returns ECONFLICT if the org has
 // a live (not revoked) install of that name, or its id or hash exists.
 func (s *Store) CreateTrackerInstall(ctx context.Context, in *custos.TrackerInstall, ev *custos.AuditEvent) error {
 	return s.write(ctx, func(w *wtx) error {
-		if _, err := w.exec(`INSERT INTO tracker_installs (`+installCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
+		if _, err := w.exec(`INSERT INTO tracker_installs (`+taskrow.InstallCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
 			in.ID, in.OrgID, in.Name, in.Hash, micros(in.CreatedAt), nullMicros(in.RevokedAt)); err != nil {
 			return conflictOr(err, "insert tracker install", "a tracker install named %q already exists", in.Name)
 		}
@@ -107,14 +32,14 @@ func (s *Store) CreateTrackerInstall(ctx context.Context, in *custos.TrackerInst
 
 // ListTrackerInstalls lists the org's installs, oldest first.
 func (s *Store) ListTrackerInstalls(ctx context.Context, orgID string) ([]*custos.TrackerInstall, error) {
-	rows, err := s.rquery(ctx, `SELECT `+installCols+` FROM tracker_installs WHERE org_id = ? ORDER BY created_at, rowid`, orgID)
+	rows, err := s.rquery(ctx, `SELECT `+taskrow.InstallCols+` FROM tracker_installs WHERE org_id = ? ORDER BY created_at, rowid`, orgID)
 	if err != nil {
 		return nil, fmt.Errorf("list tracker installs: %w", err)
 	}
 	defer rows.Close()
 	out := []*custos.TrackerInstall{}
 	for rows.Next() {
-		in, err := scanInstall(rows)
+		in, err := taskrow.Install(rows)
 		if err != nil {
 			return nil, fmt.Errorf("list tracker installs: %w", err)
 		}
@@ -129,7 +54,7 @@ func (s *Store) ListTrackerInstalls(ctx context.Context, orgID string) ([]*custo
 // FindTrackerInstallByHash returns the install whose token hashes to hash,
 // revoked or not. Returns ENOTFOUND.
 func (s *Store) FindTrackerInstallByHash(ctx context.Context, hash string) (*custos.TrackerInstall, error) {
-	in, err := scanInstall(s.rqueryRow(ctx, `SELECT `+installCols+` FROM tracker_installs WHERE hash = ?`, hash))
+	in, err := taskrow.Install(s.rqueryRow(ctx, `SELECT `+taskrow.InstallCols+` FROM tracker_installs WHERE hash = ?`, hash))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "tracker install not found")
@@ -163,7 +88,7 @@ func (s *Store) RevokeTrackerInstall(ctx context.Context, orgID, id string, now 
 
 // insertRequestKey inserts k. Returns ECONFLICT if its id or hash exists.
 func insertRequestKey(w *wtx, k *custos.RequestKey) error {
-	if _, err := w.exec(`INSERT INTO request_keys (`+reqKeyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+	if _, err := w.exec(`INSERT INTO request_keys (`+taskrow.RequestKeyCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 		k.ID, k.OrgID, k.InstallID, k.SessionID, k.Hash, micros(k.CreatedAt), micros(k.ExpiresAt), nullMicros(k.UsedAt)); err != nil {
 		return conflictOr(err, "insert request key", "request key %q already exists", k.ID)
 	}
@@ -190,9 +115,9 @@ func (s *Store) CreateRequestKey(ctx context.Context, k *custos.RequestKey, ev *
 func (s *Store) SpendRequestKey(ctx context.Context, installID, hash string, now time.Time, next *custos.RequestKey) (*custos.RequestKey, error) {
 	var spent *custos.RequestKey
 	err := s.write(ctx, func(w *wtx) error {
-		k, err := scanRequestKey(w.queryRow(`UPDATE request_keys SET used_at = ?
-			WHERE hash = ? AND install_id = ? AND used_at IS NULL AND expires_at > ? AND `+liveInstall+`
-			RETURNING `+reqKeyCols, micros(now), hash, installID, micros(now)))
+		k, err := taskrow.RequestKey(w.queryRow(`UPDATE request_keys SET used_at = ?
+			WHERE hash = ? AND install_id = ? AND used_at IS NULL AND expires_at > ? AND `+taskrow.LiveInstall+`
+			RETURNING `+taskrow.RequestKeyCols, micros(now), hash, installID, micros(now)))
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return custos.Errorf(custos.ENOTFOUND, "no live request key: it is unknown, used, expired, or of another or a revoked install")
@@ -216,7 +141,7 @@ func (s *Store) SpendRequestKey(ctx context.Context, installID, hash string, now
 
 // FindRequestKeyByHash returns the key hashing to hash. Returns ENOTFOUND.
 func (s *Store) FindRequestKeyByHash(ctx context.Context, hash string) (*custos.RequestKey, error) {
-	k, err := scanRequestKey(s.rqueryRow(ctx, `SELECT `+reqKeyCols+` FROM request_keys WHERE hash = ?`, hash))
+	k, err := taskrow.RequestKey(s.rqueryRow(ctx, `SELECT `+taskrow.RequestKeyCols+` FROM request_keys WHERE hash = ?`, hash))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "request key not found")
@@ -264,7 +189,7 @@ func (s *Store) CreateLaunchCode(ctx context.Context, c *custos.LaunchCode, ev *
 		} else if complete {
 			return taskComplete(c.ProjectID, c.TaskID)
 		}
-		if _, err := w.exec(`INSERT INTO launch_codes (`+launchCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := w.exec(`INSERT INTO launch_codes (`+taskrow.LaunchCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			c.ID, c.OrgID, c.InstallID, c.ProjectID, c.TaskID, c.Hash, micros(c.CreatedAt), micros(c.ExpiresAt),
 			nullMicros(c.UsedAt)); err != nil {
 			return conflictOr(err, "insert launch code", "launch code %q already exists", c.ID)
@@ -282,9 +207,9 @@ func (s *Store) CreateLaunchCode(ctx context.Context, c *custos.LaunchCode, ev *
 func (s *Store) ExchangeLaunchCode(ctx context.Context, hash, projectID, taskID string, now time.Time, p *custos.Permit, ev *custos.AuditEvent) (*custos.LaunchCode, error) {
 	var code *custos.LaunchCode
 	err := s.write(ctx, func(w *wtx) error {
-		c, err := scanLaunchCode(w.queryRow(`UPDATE launch_codes SET used_at = ?
-			WHERE hash = ? AND project_id = ? AND task_id = ? AND used_at IS NULL AND expires_at > ? AND `+liveInstall+`
-			RETURNING `+launchCols, micros(now), hash, projectID, taskID, micros(now)))
+		c, err := taskrow.LaunchCode(w.queryRow(`UPDATE launch_codes SET used_at = ?
+			WHERE hash = ? AND project_id = ? AND task_id = ? AND used_at IS NULL AND expires_at > ? AND `+taskrow.LiveInstall+`
+			RETURNING `+taskrow.LaunchCols, micros(now), hash, projectID, taskID, micros(now)))
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return custos.Errorf(custos.ENOTFOUND, "no live launch code for task %q of project %q", taskID, projectID)
@@ -292,7 +217,7 @@ func (s *Store) ExchangeLaunchCode(ctx context.Context, hash, projectID, taskID 
 			return fmt.Errorf("exchange launch code: %w", err)
 		}
 		p.OrgID, p.ProjectID, p.TaskID, p.LaunchID = c.OrgID, c.ProjectID, c.TaskID, c.ID
-		if _, err := w.exec(`INSERT INTO permits (`+permitCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := w.exec(`INSERT INTO permits (`+taskrow.PermitCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
 			p.ID, p.OrgID, p.ProjectID, p.TaskID, p.LaunchID, p.Hash, micros(p.CreatedAt), micros(p.ExpiresAt)); err != nil {
 			return conflictOr(err, "insert permit", "permit %q already exists", p.ID)
 		}
@@ -313,7 +238,7 @@ func (s *Store) ExchangeLaunchCode(ctx context.Context, hash, projectID, taskID 
 
 // FindLaunchCodeByHash returns the code hashing to hash. Returns ENOTFOUND.
 func (s *Store) FindLaunchCodeByHash(ctx context.Context, hash string) (*custos.LaunchCode, error) {
-	c, err := scanLaunchCode(s.rqueryRow(ctx, `SELECT `+launchCols+` FROM launch_codes WHERE hash = ?`, hash))
+	c, err := taskrow.LaunchCode(s.rqueryRow(ctx, `SELECT `+taskrow.LaunchCols+` FROM launch_codes WHERE hash = ?`, hash))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "launch code not found")
@@ -326,7 +251,7 @@ func (s *Store) FindLaunchCodeByHash(ctx context.Context, hash string) (*custos.
 // FindPermitByHash returns the permit whose token hashes to hash. Returns
 // ENOTFOUND.
 func (s *Store) FindPermitByHash(ctx context.Context, hash string) (*custos.Permit, error) {
-	p, err := scanPermit(s.rqueryRow(ctx, `SELECT `+permitCols+` FROM permits WHERE hash = ?`, hash))
+	p, err := taskrow.Permit(s.rqueryRow(ctx, `SELECT `+taskrow.PermitCols+` FROM permits WHERE hash = ?`, hash))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "permit not found")
@@ -338,7 +263,7 @@ func (s *Store) FindPermitByHash(ctx context.Context, hash string) (*custos.Perm
 
 // FindTask returns a task. Returns ENOTFOUND.
 func (s *Store) FindTask(ctx context.Context, orgID, projectID, taskID string) (*custos.Task, error) {
-	t, err := scanTask(s.rqueryRow(ctx, `SELECT `+taskCols+` FROM tasks WHERE org_id = ? AND project_id = ? AND task_id = ?`,
+	t, err := taskrow.Task(s.rqueryRow(ctx, `SELECT `+taskrow.TaskCols+` FROM tasks WHERE org_id = ? AND project_id = ? AND task_id = ?`,
 		orgID, projectID, taskID))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -363,7 +288,7 @@ func (s *Store) CreateRun(ctx context.Context, r *custos.Run, ev *custos.AuditEv
 		case complete:
 			return taskComplete(r.ProjectID, r.TaskID)
 		}
-		if _, err := w.exec(`INSERT INTO runs (`+runCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
+		if _, err := w.exec(`INSERT INTO runs (`+taskrow.RunCols+`) VALUES (?, ?, ?, ?, ?, ?)`,
 			r.ID, r.OrgID, r.ProjectID, r.TaskID, micros(r.CreatedAt), nullMicros(r.CompletedAt)); err != nil {
 			return conflictOr(err, "insert run", "run %q already exists", r.ID)
 		}
@@ -373,7 +298,7 @@ func (s *Store) CreateRun(ctx context.Context, r *custos.Run, ev *custos.AuditEv
 
 // FindRun returns run id of the org. Returns ENOTFOUND.
 func (s *Store) FindRun(ctx context.Context, orgID, id string) (*custos.Run, error) {
-	r, err := scanRun(s.rqueryRow(ctx, `SELECT `+runCols+` FROM runs WHERE org_id = ? AND id = ?`, orgID, id))
+	r, err := taskrow.Run(s.rqueryRow(ctx, `SELECT `+taskrow.RunCols+` FROM runs WHERE org_id = ? AND id = ?`, orgID, id))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, custos.Errorf(custos.ENOTFOUND, "run %q not found", id)
@@ -394,7 +319,7 @@ func (s *Store) CompleteRun(ctx context.Context, orgID, id string, now time.Time
 		if err != nil {
 			return fmt.Errorf("complete run: %w", err)
 		}
-		r, err := scanRun(w.queryRow(`SELECT `+runCols+` FROM runs WHERE org_id = ? AND id = ?`, orgID, id))
+		r, err := taskrow.Run(w.queryRow(`SELECT `+taskrow.RunCols+` FROM runs WHERE org_id = ? AND id = ?`, orgID, id))
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			return custos.Errorf(custos.ENOTFOUND, "run %q not found", id)
@@ -427,7 +352,7 @@ func (s *Store) CompleteTask(ctx context.Context, orgID, projectID, taskID strin
 		if err != nil {
 			return fmt.Errorf("complete task: %w", err)
 		}
-		t, err := scanTask(w.queryRow(`SELECT `+taskCols+` FROM tasks WHERE org_id = ? AND project_id = ? AND task_id = ?`,
+		t, err := taskrow.Task(w.queryRow(`SELECT `+taskrow.TaskCols+` FROM tasks WHERE org_id = ? AND project_id = ? AND task_id = ?`,
 			orgID, projectID, taskID))
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
@@ -495,7 +420,7 @@ func (s *Store) PutArtifact(ctx context.Context, a *custos.Artifact, maxRunBytes
 			micros(a.CreatedAt), a.RunID, a.Name); err != nil {
 			return fmt.Errorf("replace artifact: %w", err)
 		}
-		if _, err := w.exec(`INSERT INTO artifacts (`+artifactCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		if _, err := w.exec(`INSERT INTO artifacts (`+taskrow.ArtifactCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			a.ID, a.OrgID, a.ProjectID, a.TaskID, a.RunID, a.Name, a.Kind, a.Size, a.SHA256, a.BlobKey,
 			blob(a.WrappedDEK), a.KeeperID, micros(a.CreatedAt), nullMicros(a.ExpiresAt), nullMicros(a.ReplacedAt)); err != nil {
 			return conflictOr(err, "insert artifact", "artifact %q already exists", a.ID)
@@ -507,7 +432,7 @@ func (s *Store) PutArtifact(ctx context.Context, a *custos.Artifact, maxRunBytes
 // FindArtifact returns the live (not replaced) artifact name of the run,
 // expired or not. Returns ENOTFOUND.
 func (s *Store) FindArtifact(ctx context.Context, orgID, runID, name string) (*custos.Artifact, error) {
-	a, err := scanArtifact(s.rqueryRow(ctx, `SELECT `+artifactCols+` FROM artifacts
+	a, err := taskrow.Artifact(s.rqueryRow(ctx, `SELECT `+taskrow.ArtifactCols+` FROM artifacts
 		WHERE org_id = ? AND run_id = ? AND name = ? AND replaced_at IS NULL`, orgID, runID, name))
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
@@ -520,7 +445,7 @@ func (s *Store) FindArtifact(ctx context.Context, orgID, runID, name string) (*c
 
 // ListArtifacts returns the run's live artifacts, by name.
 func (s *Store) ListArtifacts(ctx context.Context, orgID, runID string) ([]*custos.Artifact, error) {
-	return s.listArtifacts(ctx, "list artifacts", `SELECT `+artifactCols+` FROM artifacts
+	return s.listArtifacts(ctx, "list artifacts", `SELECT `+taskrow.ArtifactCols+` FROM artifacts
 		WHERE org_id = ? AND run_id = ? AND replaced_at IS NULL ORDER BY name`, orgID, runID)
 }
 
@@ -532,12 +457,12 @@ func (s *Store) PurgeableArtifacts(ctx context.Context, now time.Time, limit int
 	if limit <= 0 {
 		limit = defaultPurgeLimit
 	}
-	return s.listArtifacts(ctx, "list purgeable artifacts", `SELECT `+artifactCols+` FROM artifacts
+	return s.listArtifacts(ctx, "list purgeable artifacts", `SELECT `+taskrow.ArtifactCols+` FROM artifacts
 		WHERE replaced_at IS NOT NULL OR expires_at <= ?
 		ORDER BY min(coalesce(replaced_at, expires_at), coalesce(expires_at, replaced_at)), id LIMIT ?`, micros(now), limit)
 }
 
-// listArtifacts runs query, which selects artifactCols.
+// listArtifacts runs query, which selects taskrow.ArtifactCols.
 func (s *Store) listArtifacts(ctx context.Context, what, query string, args ...any) ([]*custos.Artifact, error) {
 	rows, err := s.rquery(ctx, query, args...)
 	if err != nil {
@@ -546,7 +471,7 @@ func (s *Store) listArtifacts(ctx context.Context, what, query string, args ...a
 	defer rows.Close()
 	out := []*custos.Artifact{}
 	for rows.Next() {
-		a, err := scanArtifact(rows)
+		a, err := taskrow.Artifact(rows)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", what, err)
 		}
