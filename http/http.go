@@ -178,13 +178,18 @@ func checkContentType(r *http.Request) error {
 
 // readBody reads the whole body, at most MaxBodyBytes.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	return readBodyMax(w, r, MaxBodyBytes)
+}
+
+// readBodyMax reads the whole body, at most max bytes.
+func readBodyMax(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, nil
 	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, max))
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return nil, custos.Errorf(custos.ETOOLARGE, "request body too large: at most %d bytes", MaxBodyBytes)
+		return nil, custos.Errorf(custos.ETOOLARGE, "request body too large: at most %d bytes", max)
 	} else if err != nil {
 		return nil, invalidf("could not read the request body")
 	}
@@ -195,10 +200,15 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // content type, at most MaxBodyBytes, no unknown fields, nothing after the
 // object.
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
+	return decodeBodyMax(w, r, v, MaxBodyBytes)
+}
+
+// decodeBodyMax is decodeBody for a body of at most max bytes.
+func decodeBodyMax(w http.ResponseWriter, r *http.Request, v any, max int64) error {
 	if err := checkContentType(r); err != nil {
 		return err
 	}
-	b, err := readBody(w, r)
+	b, err := readBodyMax(w, r, max)
 	if err != nil {
 		return err
 	}

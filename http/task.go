@@ -605,10 +605,14 @@ type indexFilesRequest struct {
 	Files []indexFile `json:"files"`
 }
 
+func (q *indexFilesRequest) entries() int { return len(q.Files) }
+
 // indexStaleRequest is the body of POST /v1/projects/{projectId}/indexes/{indexId}/stale.
 type indexStaleRequest struct {
 	Files []custos.IndexRef `json:"files"`
 }
+
+func (q *indexStaleRequest) entries() int { return len(q.Files) }
 
 type indexFilesResponse struct {
 	Stored int `json:"stored"`
@@ -636,27 +640,16 @@ func indexPath(r *http.Request) (project, index string, err error) {
 
 // decodeIndexBody decodes an index body strictly, with MaxIndexBodyBytes;
 // an unknown field is refused with a message that says file content is
-// never taken.
-func decodeIndexBody(w http.ResponseWriter, r *http.Request, v any) error {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxIndexBodyBytes)
-	if err := checkContentType(r); err != nil {
-		return err
-	}
-	b, err := io.ReadAll(r.Body)
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return custos.Errorf(custos.ETOOLARGE, "request body too large: at most %d bytes", MaxIndexBodyBytes)
-	} else if err != nil {
-		return invalidf("could not read the request body")
-	}
-	if len(strings.TrimSpace(string(b))) == 0 {
-		return invalidf("request body required: a JSON object")
-	}
-	if err := decodeJSON(b, v); err != nil {
+// never taken, and more than custos.MaxIndexFiles entries with 413.
+func decodeIndexBody(w http.ResponseWriter, r *http.Request, v interface{ entries() int }) error {
+	if err := decodeBodyMax(w, r, v, MaxIndexBodyBytes); err != nil {
 		if msg := custos.ErrorMessage(err); strings.HasPrefix(msg, "unknown field") {
 			return invalidf("%s: an index entry holds only path, sha256 and summary; file content is refused and never stored", msg)
 		}
 		return err
+	}
+	if n := v.entries(); n > custos.MaxIndexFiles {
+		return custos.Errorf(custos.ETOOLARGE, "too many files: %d (at most %d per request)", n, custos.MaxIndexFiles)
 	}
 	return nil
 }
@@ -670,9 +663,6 @@ func (h *handler) handlePutIndexFiles(w http.ResponseWriter, r *http.Request, pe
 	var in indexFilesRequest
 	if err := decodeIndexBody(w, r, &in); err != nil {
 		return err
-	}
-	if len(in.Files) > custos.MaxIndexFiles {
-		return custos.Errorf(custos.ETOOLARGE, "too many files: %d (at most %d per request)", len(in.Files), custos.MaxIndexFiles)
 	}
 	files := make([]custos.IndexFile, len(in.Files))
 	for i, f := range in.Files {
@@ -695,9 +685,6 @@ func (h *handler) handleStaleIndexFiles(w http.ResponseWriter, r *http.Request, 
 	var in indexStaleRequest
 	if err := decodeIndexBody(w, r, &in); err != nil {
 		return err
-	}
-	if len(in.Files) > custos.MaxIndexFiles {
-		return custos.Errorf(custos.ETOOLARGE, "too many files: %d (at most %d per request)", len(in.Files), custos.MaxIndexFiles)
 	}
 	stale, err := h.svc.Tasks.StaleIndexFiles(r.Context(), permit, project, index, in.Files)
 	if err != nil {
