@@ -181,15 +181,10 @@ func (c *CLI) installToken(f *cmdFlags, file string) (string, error) {
 // permitFile is a permit as custos task open keeps it: a 0600 JSON file
 // per server, project and task.
 type permitFile struct {
-	Server    string    `json:"server"`
-	Permit    string    `json:"permit"`
-	ID        string    `json:"id"`
-	OrgID     string    `json:"orgId"`
-	ProjectID string    `json:"projectId"`
-	TaskID    string    `json:"taskId"`
-	ExpiresAt time.Time `json:"expiresAt"`
-	Run       string    `json:"run,omitempty"` // the run custos task upload started
-	path      string
+	Server string `json:"server"`
+	custos.PermitGrant
+	Run  string `json:"run,omitempty"` // the run custos task upload started
+	path string
 }
 
 // permitsDir is where permits for server go: under the user's config dir
@@ -398,7 +393,7 @@ func (c *CLI) taskOpen(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	pf := &permitFile{Server: server, Permit: g.Permit, ID: g.ID, OrgID: g.OrgID, ProjectID: g.ProjectID, TaskID: g.TaskID, ExpiresAt: g.ExpiresAt, path: p}
+	pf := &permitFile{Server: server, PermitGrant: *g, path: p}
 	if err := writePermit(pf); err != nil {
 		return fmt.Errorf("keep the permit: %w", err)
 	}

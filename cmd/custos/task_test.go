@@ -509,7 +509,7 @@ func TestTaskCLI_NoPermit(t *testing.T) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	pf := permitFile{Server: "http://127.0.0.1:1", Permit: "cst_pm_" + strings.Repeat("E", 43), ProjectID: "P", TaskID: "T", ExpiresAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	pf := permitFile{Server: "http://127.0.0.1:1", PermitGrant: custos.PermitGrant{Permit: "cst_pm_" + strings.Repeat("E", 43), ProjectID: "P", TaskID: "T", ExpiresAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
 	b, _ := json.Marshal(pf)
 	p := filepath.Join(dir, "T.json")
 	if err := os.WriteFile(p, b, 0o644); err != nil {
