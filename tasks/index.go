@@ -59,21 +59,14 @@ func validateSHA256(p, h string) error {
 // SHA-256 of 64 lowercase hex digits and a summary of valid UTF-8 without
 // NUL of at most custos.MaxIndexSummaryBytes bytes.
 func ValidateIndexFiles(files []custos.IndexFile) error {
-	if len(files) == 0 {
-		return custos.Errorf(custos.EINVALID, "no index files given")
-	} else if len(files) > custos.MaxIndexFiles {
-		return custos.Errorf(custos.EINVALID, "too many index files: %d (at most %d per request)", len(files), custos.MaxIndexFiles)
+	refs := make([]custos.IndexRef, len(files))
+	for i, f := range files {
+		refs[i] = custos.IndexRef{Path: f.Path, SHA256: f.SHA256}
 	}
-	seen := make(map[string]bool, len(files))
+	if err := validateIndexRefs(refs); err != nil {
+		return err
+	}
 	for _, f := range files {
-		if err := ValidateIndexPath(f.Path); err != nil {
-			return err
-		} else if seen[f.Path] {
-			return custos.Errorf(custos.EINVALID, "index path %s is given twice", quote(f.Path))
-		} else if err := validateSHA256(f.Path, f.SHA256); err != nil {
-			return err
-		}
-		seen[f.Path] = true
 		switch {
 		case len(f.Summary) > custos.MaxIndexSummaryBytes:
 			return custos.Errorf(custos.EINVALID, "summary of %s is longer than %d bytes; the index keeps summaries, never file content", quote(f.Path), custos.MaxIndexSummaryBytes)
@@ -84,7 +77,9 @@ func ValidateIndexFiles(files []custos.IndexFile) error {
 	return nil
 }
 
-// validateIndexRefs checks the refs of a staleness query.
+// validateIndexRefs checks index paths and hashes: 1 to
+// custos.MaxIndexFiles entries, each with a valid path (no path twice) and
+// a SHA-256 of 64 lowercase hex digits.
 func validateIndexRefs(refs []custos.IndexRef) error {
 	if len(refs) == 0 {
 		return custos.Errorf(custos.EINVALID, "no index paths given")
