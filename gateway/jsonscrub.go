@@ -2,12 +2,13 @@ package gateway
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
-	"io"
+	"slices"
 	"strconv"
-	"strings"
-
-	"github.com/go-json-experiment/json/jsontext"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
 )
 
 // top holds the request's top-level fields the gateway routes and budgets by.
@@ -25,187 +26,655 @@ var errNotObject = errors.New("the request body is not a JSON object")
 // differs between parsers, so custos refuses it.
 var errDuplicateName = errors.New("the request body has an object with the same member name twice")
 
-// scrubBody validates raw as exactly one JSON object (no duplicate names,
-// valid UTF-8, nothing after it) and returns it re-encoded with every text
-// string redacted by sc — the same strings redactValue redacts — in one
-// streaming pass, without building a tree. With addStreamOptions, a
-// streaming request without stream_options gets
-// {"include_usage":true}, so the provider reports usage at the end.
-func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, error) {
-	var t top
-	dec := jsontext.NewDecoder(bytes.NewReader(raw))
-	var out bytes.Buffer
-	out.Grow(len(raw) + len(raw)/8)
-	enc := jsontext.NewEncoder(&out)
+// maxDepth bounds the nesting of arrays and objects in a request body (as
+// encoding/json/v2 does).
+const maxDepth = 10000
 
-	type frame struct {
-		obj      bool   // an object (else an array)
-		wantName bool   // in an object, the next token is a name
-		key      string // in an object, the name of the current value
+// streamOptions is added to a streaming chat request without
+// stream_options, so the provider reports usage at the end.
+const streamOptions = `"stream_options":{"include_usage":true}`
+
+// scrubBody validates raw as exactly one JSON object (RFC 8259: no
+// duplicate names, valid UTF-8, nothing after it but white space) and
+// returns it with every text string redacted by sc — the same strings
+// redactValue redacts — in one pass, without building a tree. What is not
+// redacted (names, numbers, literals, strings with nothing found) is copied
+// as it came; a redacted string is written back quoted. With
+// addStreamOptions, a streaming request without stream_options gets
+// {"include_usage":true}. When nothing changes the result is a sub-slice of raw.
+func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, error) {
+	p := bodyParser{src: raw, sc: sc, addStreamOptions: addStreamOptions}
+	if s, _ := scratchPool.Get().(*bodyScratch); s != nil {
+		p.names, p.buf = s.names, s.buf
+		defer func() {
+			clear(p.names[:cap(p.names)]) // they point into raw
+			if cap(p.buf) <= maxPooled {
+				s.names, s.buf = p.names[:0], p.buf[:0]
+				scratchPool.Put(s)
+			}
+		}()
 	}
-	stack := make([]frame, 0, 16)
-	skipDepth := -1 // inside a value under a skipped key, from this depth on
-	if k := dec.PeekKind(); k != '{' {
-		return nil, t, errNotObject
+	p.i = skipSpace(raw, 0)
+	if p.i >= len(raw) || raw[p.i] != '{' {
+		return nil, top{}, errNotObject
 	}
-	for {
-		// A string value is read raw: most need no unquoting, and most come
-		// back unchanged, so they are copied as they came.
-		if n := len(stack); n > 0 && dec.PeekKind() == '"' && !(stack[n-1].obj && stack[n-1].wantName) {
-			f := &stack[n-1]
-			key := ""
-			if f.obj {
-				key, f.wantName = f.key, true
-			}
-			raw, err := dec.ReadValue()
-			if err != nil {
-				return nil, t, errNotObject
-			}
-			if err := scrubString(enc, raw, key, n == 1, &t, sc, skipDepth >= 0 || (f.obj && skipKeys[key])); err != nil {
-				return nil, t, err
-			}
-			continue
-		}
-		tok, err := dec.ReadToken()
-		if err == io.EOF {
-			break
-		}
-		if errors.Is(err, jsontext.ErrDuplicateName) {
-			return nil, t, errDuplicateName
-		}
-		if err != nil {
-			return nil, t, errNotObject
-		}
-		kind := tok.Kind()
-		var f *frame
-		if n := len(stack); n > 0 {
-			f = &stack[n-1]
-		}
-		// A name of an object.
-		if f != nil && f.obj && f.wantName && kind == '"' {
-			f.key, f.wantName = tok.String(), false
-			if err := enc.WriteToken(tok); err != nil {
-				return nil, t, err
-			}
-			continue
-		}
-		// The end of the top-level object: add stream_options if asked.
-		if kind == '}' && len(stack) == 1 && addStreamOptions && t.stream && !t.streamOptions {
-			if err := enc.WriteToken(jsontext.String("stream_options")); err != nil {
-				return nil, t, err
-			}
-			if err := enc.WriteValue(jsontext.Value(`{"include_usage":true}`)); err != nil {
-				return nil, t, err
-			}
-		}
-		switch kind {
-		case '{', '[':
-			if f != nil && skipDepth < 0 && f.obj && skipKeys[f.key] {
-				skipDepth = len(stack) + 1
-			}
-			if len(stack) == 1 && f.key == "stream_options" {
-				t.streamOptions = true
-			}
-			stack = append(stack, frame{obj: kind == '{', wantName: kind == '{'})
-			if err := enc.WriteToken(tok); err != nil {
-				return nil, t, err
-			}
-			continue
-		case '}', ']':
-			if skipDepth == len(stack) {
-				skipDepth = -1
-			}
-			stack = stack[:len(stack)-1]
-			if err := enc.WriteToken(tok); err != nil {
-				return nil, t, err
-			}
-			if len(stack) == 0 { // the object is complete: nothing may follow
-				if _, err := dec.ReadToken(); err != io.EOF {
-					return nil, t, errNotObject
-				}
-				b := out.Bytes()
-				// The encoder ends each top-level value with a newline.
-				return bytes.TrimSuffix(b, []byte("\n")), t, nil
-			}
-			if n := len(stack); n > 0 && stack[n-1].obj {
-				stack[n-1].wantName = true
-			}
-			continue
-		}
-		// A scalar value.
-		key := ""
-		if f.obj {
-			key = f.key
-			f.wantName = true
-		}
-		if len(stack) == 1 {
-			switch key {
-			case "model":
-				if kind == '"' {
-					t.model = tok.String()
-				}
-			case "stream":
-				t.stream = kind == 't'
-			case "stream_options":
-				t.streamOptions = true
-			case "max_completion_tokens", "max_tokens", "max_output_tokens":
-				if kind == '0' && t.maxTokens == 0 {
-					if n, err := strconv.ParseInt(tok.String(), 10, 64); err == nil && n > 0 {
-						t.maxTokens = n
-					}
-				}
-			}
-		}
-		if kind != '"' || sc == nil || skipDepth >= 0 || (f.obj && skipKeys[key]) || (len(stack) == 1 && key == "stream") {
-			if err := enc.WriteToken(tok); err != nil {
-				return nil, t, err
-			}
-			continue
-		}
-		s := tok.String()
-		switch {
-		case key == "url" && strings.HasPrefix(s, "data:"):
-		case key == "arguments":
-			s = sc.redactJSONString(s)
-		default:
-			s = sc.redactString(s)
-		}
-		if err := enc.WriteToken(jsontext.String(s)); err != nil {
-			return nil, t, err
-		}
+	start := p.i
+	p.copied = start
+	if err := p.object(1, false, true); err != nil {
+		return nil, top{}, err
 	}
-	return nil, t, errNotObject
+	end := p.i
+	if skipSpace(raw, end) != len(raw) {
+		return nil, top{}, errNotObject
+	}
+	if p.out == nil {
+		return raw[start:end], p.t, nil
+	}
+	return append(p.out, raw[p.copied:end]...), p.t, nil
 }
 
-// scrubString writes the raw JSON string value raw (under key; top: in the
-// top-level object) to enc, redacted unless skip, and reads the routing
-// fields from it.
-func scrubString(enc *jsontext.Encoder, raw jsontext.Value, key string, top bool, t *top, sc *scrubber, skip bool) error {
-	content := []byte(raw[1 : len(raw)-1])
-	escaped := bytes.IndexByte(content, '\\') >= 0
-	if escaped {
-		var err error
-		if content, err = jsontext.AppendUnquote(nil, raw); err != nil {
+// bodyScratch is the working memory of a scrubBody pass, pooled.
+type bodyScratch struct {
+	names [][]byte
+	buf   []byte
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(bodyScratch) }}
+
+// maxPooled is the largest unescape buffer kept for the next request.
+const maxPooled = 1 << 20
+
+// bodyParser is the state of one scrubBody pass.
+type bodyParser struct {
+	src              []byte
+	i                int // the next byte to read
+	out              []byte
+	copied           int // src[copied:i] is not yet in out
+	sc               *scrubber
+	addStreamOptions bool
+	t                top
+	names            [][]byte // the member names of the open objects
+	buf              []byte   // an unescaped string
+}
+
+// flush copies src[copied:to] to out; the bytes from to on are replaced.
+func (p *bodyParser) flush(to int) {
+	if p.out == nil {
+		p.out = make([]byte, 0, len(p.src)+len(p.src)/8+len(streamOptions)+1)
+	}
+	p.out = append(p.out, p.src[p.copied:to]...)
+	p.copied = to
+}
+
+// smallObject is the member count up to which duplicate names are found by
+// comparing with each earlier name; larger objects use a set.
+const smallObject = 16
+
+// object parses the object whose '{' is at p.i, at nesting depth; skip
+// leaves its strings unredacted, isTop marks the body itself.
+func (p *bodyParser) object(depth int, skip, isTop bool) error {
+	if depth > maxDepth {
+		return errNotObject
+	}
+	src := p.src
+	p.i = skipSpace(src, p.i+1)
+	if p.i < len(src) && src[p.i] == '}' {
+		p.i++
+		return nil
+	}
+	base := len(p.names)
+	defer func() { p.names = p.names[:base] }()
+	var set map[string]struct{}
+	for {
+		if p.i >= len(src) || src[p.i] != '"' {
 			return errNotObject
 		}
+		start := p.i
+		end, escaped, ok := scanString(src, start)
+		if !ok {
+			return errNotObject
+		}
+		name := src[start+1 : end-1]
+		if escaped {
+			name = unescape(nil, name)
+		}
+		// Duplicate names.
+		switch {
+		case set != nil:
+			if _, dup := set[string(name)]; dup {
+				return errDuplicateName
+			}
+			set[string(name)] = struct{}{}
+		default:
+			for _, n := range p.names[base:] {
+				if bytes.Equal(n, name) {
+					return errDuplicateName
+				}
+			}
+			p.names = append(p.names, name)
+			if len(p.names)-base > smallObject {
+				set = make(map[string]struct{}, 2*smallObject)
+				for _, n := range p.names[base:] {
+					set[string(n)] = struct{}{}
+				}
+			}
+		}
+		p.i = skipSpace(src, end)
+		if p.i >= len(src) || src[p.i] != ':' {
+			return errNotObject
+		}
+		p.i = skipSpace(src, p.i+1)
+		if err := p.value(depth, name, skip || skipKeys[string(name)], isTop); err != nil {
+			return err
+		}
+		p.i = skipSpace(src, p.i)
+		if p.i >= len(src) {
+			return errNotObject
+		}
+		switch src[p.i] {
+		case ',':
+			p.i = skipSpace(src, p.i+1)
+			continue
+		case '}':
+			if isTop && p.addStreamOptions && p.t.stream && !p.t.streamOptions {
+				p.flush(p.i)
+				p.out = append(p.out, ',')
+				p.out = append(p.out, streamOptions...)
+			}
+			p.i++
+			return nil
+		}
+		return errNotObject
 	}
-	if top && key == "model" {
-		t.model = string(content)
+}
+
+// array parses the array whose '[' is at p.i.
+func (p *bodyParser) array(depth int, skip bool) error {
+	if depth > maxDepth {
+		return errNotObject
 	}
-	if sc == nil || skip || (top && key == "stream") || (key == "url" && bytes.HasPrefix(content, []byte("data:"))) {
-		return enc.WriteValue(raw)
+	src := p.src
+	p.i = skipSpace(src, p.i+1)
+	if p.i < len(src) && src[p.i] == ']' {
+		p.i++
+		return nil
 	}
-	var out string
-	var changed bool
-	if key == "arguments" {
+	for {
+		if err := p.value(depth, nil, skip, false); err != nil {
+			return err
+		}
+		p.i = skipSpace(src, p.i)
+		if p.i >= len(src) {
+			return errNotObject
+		}
+		switch src[p.i] {
+		case ',':
+			p.i = skipSpace(src, p.i+1)
+			continue
+		case ']':
+			p.i++
+			return nil
+		}
+		return errNotObject
+	}
+}
+
+// value parses the value at p.i, a member of an object under name key (nil
+// in an array) at depth; inTop: a member of the body itself.
+func (p *bodyParser) value(depth int, key []byte, skip, inTop bool) error {
+	src := p.src
+	if p.i >= len(src) {
+		return errNotObject
+	}
+	if inTop && string(key) == "stream_options" {
+		p.t.streamOptions = true
+	}
+	switch c := src[p.i]; c {
+	case '{':
+		return p.object(depth+1, skip, false)
+	case '[':
+		return p.array(depth+1, skip)
+	case '"':
+		return p.str(key, skip, inTop)
+	case 't':
+		if inTop && string(key) == "stream" {
+			p.t.stream = true
+		}
+		return p.literal("true")
+	case 'f':
+		return p.literal("false")
+	case 'n':
+		return p.literal("null")
+	}
+	start := p.i
+	end, ok := scanNumber(src, start)
+	if !ok {
+		return errNotObject
+	}
+	p.i = end
+	if inTop && p.t.maxTokens == 0 {
+		switch string(key) {
+		case "max_completion_tokens", "max_tokens", "max_output_tokens":
+			if n, err := strconv.ParseInt(string(src[start:end]), 10, 64); err == nil && n > 0 {
+				p.t.maxTokens = n
+			}
+		}
+	}
+	return nil
+}
+
+func (p *bodyParser) literal(lit string) error {
+	if !bytes.HasPrefix(p.src[p.i:], []byte(lit)) {
+		return errNotObject
+	}
+	p.i += len(lit)
+	return nil
+}
+
+// str parses the string value at p.i and redacts it unless skip.
+func (p *bodyParser) str(key []byte, skip, inTop bool) error {
+	src := p.src
+	start := p.i
+	end, escaped, ok := scanString(src, start)
+	if !ok {
+		return errNotObject
+	}
+	p.i = end
+	content := src[start+1 : end-1]
+	if escaped {
+		p.buf = unescape(p.buf[:0], content)
+		content = p.buf
+	}
+	if inTop && string(key) == "model" {
+		p.t.model = string(content)
+	}
+	if p.sc == nil || skip || (inTop && string(key) == "stream") {
+		return nil
+	}
+	var out []byte
+	switch string(key) {
+	case "url":
+		if bytes.HasPrefix(content, []byte("data:")) {
+			return nil
+		}
+		out = p.sc.redactBytes(content)
+	case "arguments":
 		in := string(content)
-		out = sc.redactJSONString(in)
-		changed = out != in
-	} else {
-		out, changed = sc.redactBytes(content)
+		if s := p.sc.redactJSONString(in); s != in {
+			out = []byte(s)
+		}
+	default:
+		out = p.sc.redactBytes(content)
 	}
-	if !changed {
-		return enc.WriteValue(raw)
+	if out == nil {
+		return nil
 	}
-	return enc.WriteToken(jsontext.String(out))
+	p.flush(start)
+	p.out = appendQuoted(p.out, out)
+	p.copied = end
+	return nil
+}
+
+// skipSpace returns the index of the first byte from i on that is not JSON
+// white space.
+func skipSpace(src []byte, i int) int {
+	for i < len(src) {
+		switch src[i] {
+		case ' ', '\t', '\n', '\r':
+			i++
+			continue
+		}
+		break
+	}
+	return i
+}
+
+// plain marks the bytes a JSON string holds as they are: printable ASCII
+// other than the quote and the backslash.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// Eight bytes at a time: lo has 1 in each byte, hi 0x80.
+const (
+	lo = 0x0101010101010101
+	hi = 0x8080808080808080
+)
+
+// skipPlain returns the index of the first byte from i on that is not
+// plain, eight bytes at a time where it can.
+func skipPlain(src []byte, i int) int {
+	for ; i+8 <= len(src); i += 8 {
+		x := binary.LittleEndian.Uint64(src[i:])
+		// Any byte ≥ 0x80, < 0x20, '"' or '\\' (each test is exact for
+		// "some byte of x", which is all this needs).
+		if x&hi != 0 || (x-0x20*lo)&^x&hi != 0 || hasZero(x^('"'*lo)) || hasZero(x^('\\'*lo)) {
+			break
+		}
+	}
+	for i < len(src) && plain[src[i]] {
+		i++
+	}
+	return i
+}
+
+// hasZero reports whether a byte of x is zero.
+func hasZero(x uint64) bool { return (x-lo)&^x&hi != 0 }
+
+// scanString validates the JSON string whose opening quote is at i and
+// returns the index past its closing quote and whether it holds escapes.
+// Like encoding/json/v2, it refuses invalid UTF-8 and escaped surrogates
+// that do not form a pair.
+func scanString(src []byte, i int) (end int, escaped, ok bool) {
+	i++
+	for {
+		i = skipPlain(src, i)
+		if i >= len(src) {
+			return 0, false, false
+		}
+		switch c := src[i]; {
+		case c == '"':
+			return i + 1, escaped, true
+		case c == '\\':
+			n := escapeLen(src[i:])
+			if n == 0 {
+				return 0, false, false
+			}
+			escaped = true
+			i += n
+		case c < 0x20:
+			return 0, false, false
+		default:
+			r, size := utf8.DecodeRune(src[i:])
+			if r == utf8.RuneError && size == 1 {
+				return 0, false, false
+			}
+			i += size
+		}
+	}
+}
+
+// escapeLen returns the length of the valid escape sequence at the start of
+// b (b[0] is a backslash), or 0.
+func escapeLen(b []byte) int {
+	if len(b) < 2 {
+		return 0
+	}
+	switch b[1] {
+	case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		return 2
+	case 'u':
+		r, ok := hex4(b[2:])
+		if !ok {
+			return 0
+		}
+		if !utf16.IsSurrogate(r) {
+			return 6
+		}
+		if len(b) < 12 || b[6] != '\\' || b[7] != 'u' {
+			return 0
+		}
+		r2, ok := hex4(b[8:])
+		if !ok || utf16.DecodeRune(r, r2) == utf8.RuneError {
+			return 0
+		}
+		return 12
+	}
+	return 0
+}
+
+// hex4 parses four hex digits at the start of b.
+func hex4(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range b[:4] {
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(c)
+	}
+	return r, true
+}
+
+// unescape appends the unescaped form of s, the validated contents of a
+// JSON string (scanString), to dst.
+func unescape(dst, s []byte) []byte {
+	dst = slices.Grow(dst, len(s))
+	for {
+		j := bytes.IndexByte(s, '\\')
+		if j < 0 {
+			return append(dst, s...)
+		}
+		dst = append(dst, s[:j]...)
+		s = s[j:]
+		switch s[1] {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, _ := hex4(s[2:])
+			if utf16.IsSurrogate(r) {
+				r2, _ := hex4(s[8:])
+				dst = utf8.AppendRune(dst, utf16.DecodeRune(r, r2))
+				s = s[12:]
+				continue
+			}
+			dst = utf8.AppendRune(dst, r)
+			s = s[6:]
+			continue
+		default: // '"', '\\', '/'
+			dst = append(dst, s[1])
+		}
+		s = s[2:]
+	}
+}
+
+// scanNumber validates the JSON number at i and returns the index past it.
+func scanNumber(src []byte, i int) (int, bool) {
+	digits := func(i int) (int, bool) {
+		j := i
+		for j < len(src) && '0' <= src[j] && src[j] <= '9' {
+			j++
+		}
+		return j, j > i
+	}
+	if i < len(src) && src[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(src) && src[i] == '0':
+		i++
+	case i < len(src) && '1' <= src[i] && src[i] <= '9':
+		i, _ = digits(i)
+	default:
+		return 0, false
+	}
+	ok := true
+	if i < len(src) && src[i] == '.' {
+		if i, ok = digits(i + 1); !ok {
+			return 0, false
+		}
+	}
+	if i < len(src) && (src[i] == 'e' || src[i] == 'E') {
+		i++
+		if i < len(src) && (src[i] == '+' || src[i] == '-') {
+			i++
+		}
+		if i, ok = digits(i); !ok {
+			return 0, false
+		}
+	}
+	return i, true
+}
+
+// appendQuoted appends s as a JSON string. Invalid UTF-8 (a finding cut
+// through a character) becomes U+FFFD.
+func appendQuoted(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	last := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if plain[c] {
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRune(s[i:])
+			if r != utf8.RuneError || size > 1 {
+				i += size
+				continue
+			}
+		}
+		dst = append(dst, s[last:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			if c < 0x20 {
+				dst = append(dst, '\\', 'u', '0', '0', "0123456789abcdef"[c>>4], "0123456789abcdef"[c&0xf])
+			} else {
+				dst = append(dst, `\ufffd`...)
+			}
+		}
+		i++
+		last = i
+	}
+	dst = append(dst, s[last:]...)
+	return append(dst, '"')
+}
+
+// skipValue validates the JSON value at i (at nesting depth) and returns
+// the index past it. Unlike scrubBody it allows duplicate names: it reads
+// providers' answers, which encoding/json read before.
+func skipValue(src []byte, i, depth int) (int, bool) {
+	if i >= len(src) || depth > maxDepth {
+		return 0, false
+	}
+	switch src[i] {
+	case '{':
+		ok := true
+		i, ok = eachMemberAt(src, i, depth, nil)
+		return i, ok
+	case '[':
+		i = skipSpace(src, i+1)
+		if i < len(src) && src[i] == ']' {
+			return i + 1, true
+		}
+		for {
+			var ok bool
+			if i, ok = skipValue(src, i, depth+1); !ok {
+				return 0, false
+			}
+			i = skipSpace(src, i)
+			if i >= len(src) {
+				return 0, false
+			}
+			switch src[i] {
+			case ',':
+				i = skipSpace(src, i+1)
+				continue
+			case ']':
+				return i + 1, true
+			}
+			return 0, false
+		}
+	case '"':
+		end, _, ok := scanString(src, i)
+		return end, ok
+	case 't':
+		return i + 4, bytes.HasPrefix(src[i:], []byte("true"))
+	case 'f':
+		return i + 5, bytes.HasPrefix(src[i:], []byte("false"))
+	case 'n':
+		return i + 4, bytes.HasPrefix(src[i:], []byte("null"))
+	}
+	return scanNumber(src, i)
+}
+
+// eachMemberAt validates the object whose '{' is at i and calls fn (if not
+// nil) with each member's unescaped name and raw value.
+func eachMemberAt(src []byte, i, depth int, fn func(name, value []byte)) (int, bool) {
+	i = skipSpace(src, i+1)
+	if i < len(src) && src[i] == '}' {
+		return i + 1, true
+	}
+	for {
+		if i >= len(src) || src[i] != '"' {
+			return 0, false
+		}
+		end, escaped, ok := scanString(src, i)
+		if !ok {
+			return 0, false
+		}
+		name := src[i+1 : end-1]
+		if escaped {
+			name = unescape(nil, name)
+		}
+		i = skipSpace(src, end)
+		if i >= len(src) || src[i] != ':' {
+			return 0, false
+		}
+		start := skipSpace(src, i+1)
+		if i, ok = skipValue(src, start, depth+1); !ok {
+			return 0, false
+		}
+		if fn != nil {
+			fn(name, src[start:i])
+		}
+		i = skipSpace(src, i)
+		if i >= len(src) {
+			return 0, false
+		}
+		switch src[i] {
+		case ',':
+			i = skipSpace(src, i+1)
+			continue
+		case '}':
+			return i + 1, true
+		}
+		return 0, false
+	}
+}
+
+// validJSON reports whether b is one JSON value, with white space around.
+func validJSON(b []byte) bool {
+	end, ok := skipValue(b, skipSpace(b, 0), 1)
+	return ok && skipSpace(b, end) == len(b)
+}
+
+// eachMember calls fn with the name and raw value of each member of the
+// JSON object b and reports whether b is one valid object (white space
+// around allowed). A name given twice is reported twice.
+func eachMember(b []byte, fn func(name, value []byte)) bool {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return false
+	}
+	end, ok := eachMemberAt(b, i, 1, fn)
+	return ok && skipSpace(b, end) == len(b)
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/custos-dev/custos/redact"
 	"github.com/custos-dev/custos/redact/pii"
 )
@@ -173,4 +175,153 @@ func TestScrubBodyDuplicateName(t *testing.T) {
 			t.Errorf("%s: %v, want the duplicate-name error", in, err)
 		}
 	}
+}
+
+// scrubSeeds are request bodies, valid and not, for the differential tests.
+var scrubSeeds = []string{
+	``, ` `, `{}`, ` {} `, `{ }`, `[]`, `"x"`, `1`, `null`, `{`, `}`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{,}`, `{"a":1 "b":2}`,
+	`{"model":"a"}{}`, `{"model":"a"} x`, `{"model":"a"}]`, `{"model":"a"}}`, `{"model":"a"}` + "\n\t\r ",
+	`{"model":"a","model":"b"}`, `{"mod\u0065l":"a","model":"b"}`, `{"a":{"b":1,"b":2}}`, `{"a":[{"x":1},{"x":1,"x":2}]}`,
+	"{\"model\":\"a\xff\"}", "{\"model\":\"a\xed\xa0\x80\"}", "{\"m\":\"\x01\"}", "{\"m\":\"\x7f\u00e9\"}",
+	`{"m":"\ud800"}`, `{"m":"\udc00\ud800"}`, `{"m":"\ud83d\ude00 ok"}`, `{"m":"\ud83d\u0041"}`, `{"m":"\u00"}`, `{"m":"\x"}`, `{"m":"\/\b\f\n\r\t\"\\"}`,
+	`{"n":-0}`, `{"n":01}`, `{"n":1.}`, `{"n":.5}`, `{"n":1e}`, `{"n":1e+}`, `{"n":-1.5E-7}`, `{"n":-}`, `{"n":+1}`, `{"n":1.0e+308}`, `{"n":Infinity}`,
+	`{"b":true,"c":false,"d":null}`, `{"b":tru}`, `{"b":nul}`, `{"b":True}`,
+	`{"model":"gpt","stream":true,"max_tokens":12,"messages":[{"role":"user","content":"mail dana.ops@northwind-traders.com"}]}`,
+	`{"model":"gpt","stream":true,"stream_options":null}`, `{"stream":true}`, `{"stream":"true","model":"x"}`, `{"model":7,"max_tokens":"5","max_completion_tokens":1e3,"max_output_tokens":3}`,
+	`{"model":"x","messages":[{"role":"assistant","tool_calls":[{"function":{"name":"f","arguments":"{\"to\":\"dana.ops@northwind-traders.com\"}"}}]}]}`,
+	`{"model":"x","content":[{"type":"image_url","image_url":{"url":"data:text/plain,ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW"}},{"url":"https://x.test/?t=ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW"}]}`,
+	`{"model":"x","input":"\u0067hp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW \"q\" [[SECRET_1]]"}`,
+	`{"model":"x","metadata":{"type":{"data":"ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW"},"text":"ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW"}}`,
+	`{"a":` + strings.Repeat(`[`, 200) + strings.Repeat(`]`, 200) + `}`,
+	`{"a":` + strings.Repeat(`{"b":`, 100) + `1` + strings.Repeat(`}`, 100) + `}`,
+	`{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k17":17,"k3":3}`,
+}
+
+// checkScrubBodySame fails unless scrubBody and the jsontext-based
+// scrubBodyRef accept the same bodies, refuse the rest with the same error,
+// and agree on the routing fields and (decoded) on the output.
+func checkScrubBodySame(t *testing.T, e *redact.Engine, in []byte) {
+	for _, opts := range []bool{false, true} {
+		var sc, scRef *scrubber
+		if e != nil {
+			sc, scRef = newScrubber(e), newScrubber(e)
+		}
+		got, gotTop, err := scrubBody(bytes.Clone(in), sc, opts)
+		want, wantTop, wantErr := scrubBodyRef(bytes.Clone(in), scRef, opts)
+		if err != wantErr {
+			t.Fatalf("%q: error %v, the reference %v", in, err, wantErr)
+		}
+		if err != nil {
+			continue
+		}
+		if gotTop != wantTop {
+			t.Fatalf("%q: top %+v, the reference %+v", in, gotTop, wantTop)
+		}
+		if !json.Valid(got) {
+			t.Fatalf("%q: output is not JSON: %q", in, got)
+		}
+		var g, w any
+		dg := json.NewDecoder(bytes.NewReader(got))
+		dg.UseNumber()
+		dw := json.NewDecoder(bytes.NewReader(want))
+		dw.UseNumber()
+		if dg.Decode(&g) != nil || dw.Decode(&w) != nil || !reflect.DeepEqual(g, w) {
+			t.Fatalf("%q:\n got %s\nwant %s", in, got, want)
+		}
+		if sc != nil && (sc.n != scRef.n || !reflect.DeepEqual(sc.raw, scRef.raw)) {
+			t.Fatalf("%q: %d findings %v, the reference %d %v", in, sc.n, sc.raw, scRef.n, scRef.raw)
+		}
+	}
+}
+
+// TestScrubBodyMatchesReference holds the hand-written pass to the
+// jsontext-based one on valid, invalid and hostile bodies.
+func TestScrubBodyMatchesReference(t *testing.T) {
+	e := testEngine(t)
+	for _, s := range scrubSeeds {
+		checkScrubBodySame(t, e, []byte(s))
+		checkScrubBodySame(t, nil, []byte(s))
+	}
+	deep := func(n int) []byte {
+		return []byte(`{"a":` + strings.Repeat(`[`, n) + strings.Repeat(`]`, n) + `}`)
+	}
+	for _, n := range []int{maxDepth - 2, maxDepth - 1, maxDepth, maxDepth + 1} {
+		checkScrubBodySame(t, nil, deep(n))
+	}
+}
+
+// FuzzScrubBody holds scrubBody to the reference on arbitrary bodies.
+func FuzzScrubBody(f *testing.F) {
+	for _, s := range scrubSeeds {
+		f.Add([]byte(s))
+	}
+	e := testEngine(f)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		checkScrubBodySame(t, e, in)
+	})
+}
+
+func BenchmarkScrubBodyRef(b *testing.B) {
+	e := testEngine(b)
+	var sb strings.Builder
+	for sb.Len() < 8000 {
+		sb.WriteString("func (c *Client) Fetch(ctx context.Context, page int) ([]Item, error) {\n\treturn nil, fmt.Errorf(\"status %d\", resp.StatusCode)\n}\n")
+	}
+	body, _ := json.Marshal(map[string]any{"model": "gpt-4o", "max_tokens": 1024, "messages": []any{
+		map[string]any{"role": "system", "content": "You are a reviewer."},
+		map[string]any{"role": "user", "content": sb.String()},
+	}})
+	b.SetBytes(int64(len(body)))
+	for b.Loop() {
+		if _, _, err := scrubBodyRef(body, newScrubber(e), true); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// checkScanSame fails unless validJSON agrees with jsontext (duplicate
+// names allowed, as for providers' answers) and takeUsageJSON reads the
+// same counts as takeUsage does from the decoded object.
+func checkScanSame(t *testing.T, b []byte) {
+	if got, want := validJSON(b), jsontext.Value(b).IsValid(jsontext.AllowDuplicateNames(true)); got != want {
+		t.Fatalf("%q: validJSON %v, jsontext %v", b, got, want)
+	}
+	if !validJSON(b) {
+		return
+	}
+	var v any
+	if decode(b, &v) != nil {
+		t.Fatalf("%q: valid but encoding/json cannot decode it", b)
+	}
+	var got, want request
+	got.takeUsageJSON(b)
+	want.takeUsage(v)
+	if got.usage != want.usage || got.reported != want.reported {
+		t.Fatalf("%q: usage %+v %v, from the tree %+v %v", b, got.usage, got.reported, want.usage, want.reported)
+	}
+}
+
+var scanSeeds = []string{
+	`{"prompt_tokens":12,"completion_tokens":5,"total_tokens":17}`,
+	`{"input_tokens":3,"cache_creation_input_tokens":4,"cache_read_input_tokens":5,"output_tokens":6}`,
+	`{"input_tokens":3,"input_tokens":9}`, `{"input_tokens":"3"}`, `{"input_tokens":3.5}`, `{"input_tokens":-3}`, `{"input_tokens":1e2}`,
+	`{"in\u0070ut_tokens":7}`, `{"input_tokens":99999999999999999999}`, `{"output_tokens":null}`, `[1,2]`, `"x"`, `7`, ` true `, `{"a":{"b":[{}]}}`,
+	`{"a":1,"a":2}`, "{\"a\":\"\xff\"}", `{"a":"\ud800"}`, `{"a":1,}`, `[1,]`, `{"a" 1}`, `01`, `{} {}`, `nul`,
+}
+
+// TestJSONScan holds the answer-side scanner to jsontext and encoding/json.
+func TestJSONScan(t *testing.T) {
+	for _, s := range append(scanSeeds, scrubSeeds...) {
+		checkScanSame(t, []byte(s))
+	}
+}
+
+// FuzzJSONScan is TestJSONScan on arbitrary input.
+func FuzzJSONScan(f *testing.F) {
+	for _, s := range append(scanSeeds, scrubSeeds...) {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		checkScanSame(t, b)
+	})
 }

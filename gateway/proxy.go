@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -298,24 +299,38 @@ func (rq *request) jsonResponse(w http.ResponseWriter, resp *http.Response) {
 		rq.fail(w, http.StatusBadGateway, fmt.Sprintf("Provider %q answered more than %d MiB.", rq.prov.Name, MaxAnswer>>20))
 		return
 	}
-	var v any
-	if err := decode(b, &v); err != nil {
-		rq.fail(w, http.StatusBadGateway, fmt.Sprintf("Provider %q answered invalid JSON.", rq.prov.Name))
-		return
-	}
-	if m, ok := v.(map[string]any); ok && rq.rt != routeCountTokens {
-		rq.takeUsage(m["usage"])
-	}
 	if rq.rt == routeCountTokens {
 		rq.reported = true
 	}
-	if rq.rt != routeEmbeddings { // vectors hold no text
-		v = rq.sc.restoreValue(v, nil)
-	}
-	out, err := marshal(v)
-	if err != nil {
-		rq.fail(w, http.StatusBadGateway, "Could not encode the answer.")
-		return
+	out := b
+	// Vectors hold no text, and an answer with no '[' in its strings holds
+	// no placeholder: those go back as they came, once known to be JSON.
+	if rq.rt == routeEmbeddings || rq.sc == nil || len(rq.sc.raw) == 0 || !bracketInString(b) {
+		var usage []byte
+		if !eachMember(b, func(name, v []byte) {
+			if string(name) == "usage" {
+				usage = v
+			}
+		}) && !validJSON(b) {
+			rq.fail(w, http.StatusBadGateway, fmt.Sprintf("Provider %q answered invalid JSON.", rq.prov.Name))
+			return
+		}
+		if usage != nil && rq.rt != routeCountTokens {
+			rq.takeUsageJSON(usage)
+		}
+	} else {
+		var v any
+		if err := decode(b, &v); err != nil {
+			rq.fail(w, http.StatusBadGateway, fmt.Sprintf("Provider %q answered invalid JSON.", rq.prov.Name))
+			return
+		}
+		if m, ok := v.(map[string]any); ok && rq.rt != routeCountTokens {
+			rq.takeUsage(m["usage"])
+		}
+		if out, err = marshal(rq.sc.restoreValue(v, nil)); err != nil {
+			rq.fail(w, http.StatusBadGateway, "Could not encode the answer.")
+			return
+		}
 	}
 	rq.usage.Status = resp.StatusCode
 	rq.copyHeaders(w, resp)
@@ -340,11 +355,34 @@ func (rq *request) takeUsage(u any) {
 	if !ok {
 		return
 	}
-	num := func(k string) int64 {
+	rq.setUsage(func(k string) int64 {
 		n, _ := m[k].(json.Number)
 		i, _ := n.Int64()
 		return max(i, 0)
+	})
+}
+
+// usageFields are the token counts custos reads from a usage object.
+var usageFields = []string{"prompt_tokens", "input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens", "completion_tokens", "output_tokens"}
+
+// takeUsageJSON reads token counts from a usage object given as JSON text
+// (as takeUsage does from a decoded one: a name given twice counts once,
+// the last; anything but an integer counts 0).
+func (rq *request) takeUsageJSON(raw []byte) {
+	var n [6]int64
+	valid := eachMember(raw, func(name, v []byte) {
+		if i := slices.Index(usageFields, string(name)); i >= 0 {
+			x, _ := strconv.ParseInt(string(v), 10, 64)
+			n[i] = max(x, 0)
+		}
+	})
+	if valid {
+		rq.setUsage(func(k string) int64 { return n[slices.Index(usageFields, k)] })
 	}
+}
+
+// setUsage sets the token counts from num, the count of each usage field.
+func (rq *request) setUsage(num func(k string) int64) {
 	if in := num("prompt_tokens") + num("input_tokens") + num("cache_creation_input_tokens") + num("cache_read_input_tokens"); in > 0 {
 		rq.usage.TokensIn = in
 		rq.reported = true

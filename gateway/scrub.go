@@ -89,24 +89,23 @@ func (s *scrubber) redactValue(v any) any {
 }
 
 func (s *scrubber) redactString(str string) string {
-	if out, changed := s.redactBytes([]byte(str)); changed {
-		return out
+	if out := s.redactBytes([]byte(str)); out != nil {
+		return string(out)
 	}
 	return str
 }
 
-// redactBytes redacts src; it reports whether anything was found, and
-// allocates nothing when not.
-func (s *scrubber) redactBytes(src []byte) (string, bool) {
+// redactBytes returns src redacted, or nil when nothing was found; it
+// allocates nothing then. It keeps no reference to src.
+func (s *scrubber) redactBytes(src []byte) []byte {
 	fs := s.cache.find(s.eng, s.keyID, src)
 	if len(fs) == 0 {
 		if bytes.Contains(src, []byte("[[")) {
 			s.sess.RedactFound(src, nil) // placeholders already in the text are never issued
 		}
-		return "", false
+		return nil
 	}
 	out, fs := s.sess.RedactFound(src, fs)
-	str := string(src)
 	for _, f := range fs {
 		if f.Label != "" {
 			if s.known == nil {
@@ -114,12 +113,12 @@ func (s *scrubber) redactBytes(src []byte) (string, bool) {
 			}
 			s.known[f.Label] = true
 		}
-		v := str[f.Start:f.End]
+		v := string(src[f.Start:f.End])
 		s.raw[f.Placeholder] = v
 		s.esc[f.Placeholder] = jsonEscape(v)
 	}
 	s.n += len(fs)
-	return string(out), true
+	return out
 }
 
 // redactJSONString redacts a string that holds JSON (tool call arguments),

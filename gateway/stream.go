@@ -188,13 +188,27 @@ func (st *streamState) usageOnly(ev *sseEvent) {
 	if !bytes.Contains(ev.data, []byte(`"usage"`)) {
 		return
 	}
-	var m map[string]any
-	if decode(ev.data, &m) != nil {
+	var usage, msgUsage []byte
+	if !eachMember(ev.data, func(name, v []byte) {
+		switch string(name) {
+		case "usage":
+			usage = v
+		case "message":
+			msgUsage = nil
+			eachMember(v, func(name, v []byte) {
+				if string(name) == "usage" {
+					msgUsage = v
+				}
+			})
+		}
+	}) {
 		return
 	}
-	st.rq.takeUsage(m["usage"])
-	if msg, _ := m["message"].(map[string]any); msg != nil {
-		st.rq.takeUsage(msg["usage"])
+	if usage != nil {
+		st.rq.takeUsageJSON(usage)
+	}
+	if msgUsage != nil {
+		st.rq.takeUsageJSON(msgUsage)
 	}
 }
 
