@@ -448,6 +448,9 @@ func NewClient(cfg Config) (*http.Client, error) {
 		ResponseHeaderTimeout:  p.headerTimeout,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 1 << 20,
+		// Prompts are tens of kilobytes: headers and body leave in one
+		// write instead of a 4 KiB write plus the rest.
+		WriteBufferSize: 32 << 10,
 	}
 	return &http.Client{
 		Transport: &transport{p: p, rt: rt},

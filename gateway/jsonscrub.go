@@ -531,12 +531,11 @@ func scanNumber(src []byte, i int) (int, bool) {
 func appendQuoted(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	last := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if plain[c] {
-			i++
-			continue
+	for i := 0; ; {
+		if i = skipPlain(s, i); i >= len(s) {
+			break
 		}
+		c := s[i]
 		if c >= utf8.RuneSelf {
 			r, size := utf8.DecodeRune(s[i:])
 			if r != utf8.RuneError || size > 1 {
