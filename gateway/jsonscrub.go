@@ -9,6 +9,8 @@ import (
 	"sync"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/custos-dev/custos/redact"
 )
 
 // top holds the request's top-level fields the gateway routes and budgets by.
@@ -45,11 +47,11 @@ const streamOptions = `"stream_options":{"include_usage":true}`
 func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, error) {
 	p := bodyParser{src: raw, sc: sc, addStreamOptions: addStreamOptions}
 	if s, _ := scratchPool.Get().(*bodyScratch); s != nil {
-		p.names, p.buf = s.names, s.buf
+		p.names, p.buf, p.escs = s.names, s.buf, s.escs
 		defer func() {
 			clear(p.names[:cap(p.names)]) // they point into raw
 			if cap(p.buf) <= maxPooled {
-				s.names, s.buf = p.names[:0], p.buf[:0]
+				s.names, s.buf, s.escs = p.names[:0], p.buf[:0], p.escs[:0]
 				scratchPool.Put(s)
 			}
 		}()
@@ -77,6 +79,7 @@ func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, er
 type bodyScratch struct {
 	names [][]byte
 	buf   []byte
+	escs  []escape
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(bodyScratch) }}
@@ -95,6 +98,7 @@ type bodyParser struct {
 	t                top
 	names            [][]byte // the member names of the open objects
 	buf              []byte   // an unescaped string
+	escs             []escape // the escapes of buf
 }
 
 // flush copies src[copied:to] to out; the bytes from to on are replaced.
@@ -281,8 +285,9 @@ func (p *bodyParser) str(key []byte, skip, inTop bool) error {
 	}
 	p.i = end
 	content := src[start+1 : end-1]
+	p.escs = p.escs[:0]
 	if escaped {
-		p.buf = unescape(p.buf[:0], content)
+		p.buf, p.escs = unescapeMap(p.buf[:0], content, p.escs)
 		content = p.buf
 	}
 	if inTop && string(key) == "model" {
@@ -291,28 +296,85 @@ func (p *bodyParser) str(key []byte, skip, inTop bool) error {
 	if p.sc == nil || skip || (inTop && string(key) == "stream") {
 		return nil
 	}
-	var out []byte
+	var (
+		out []byte
+		fs  []redact.Finding
+	)
 	switch string(key) {
 	case "url":
 		if bytes.HasPrefix(content, []byte("data:")) {
 			return nil
 		}
-		out = p.sc.redactBytes(content)
+		out, fs = p.sc.redactFindings(content)
 	case "arguments":
 		in := string(content)
 		if s := p.sc.redactJSONString(in); s != in {
 			out = []byte(s)
 		}
 	default:
-		out = p.sc.redactBytes(content)
+		out, fs = p.sc.redactFindings(content)
 	}
 	if out == nil {
 		return nil
 	}
 	p.flush(start)
-	p.out = appendQuoted(p.out, out)
+	if fs == nil || !p.splice(src[start+1:end-1], fs) {
+		p.out = appendQuoted(p.out, out)
+	}
 	p.copied = end
 	return nil
+}
+
+// splice appends the JSON string raw (its contents as they came, between
+// the quotes) to out with each finding's span replaced by its placeholder,
+// keeping raw's escapes. The findings' offsets are in the unescaped text;
+// p.escs maps them. It appends nothing and returns false if a span does not
+// begin and end on a character boundary of raw.
+func (p *bodyParser) splice(raw []byte, fs []redact.Finding) bool {
+	mark := len(p.out)
+	p.out = append(p.out, '"')
+	k, last := 0, 0
+	for _, f := range fs {
+		a, ok := rawOffset(raw, p.escs, &k, f.Start)
+		if !ok {
+			p.out = p.out[:mark]
+			return false
+		}
+		b, ok := rawOffset(raw, p.escs, &k, f.End)
+		if !ok {
+			p.out = p.out[:mark]
+			return false
+		}
+		p.out = append(p.out, raw[last:a]...)
+		p.out = append(p.out, f.Placeholder...)
+		last = b
+	}
+	p.out = append(p.out, raw[last:]...)
+	p.out = append(p.out, '"')
+	return true
+}
+
+// rawOffset maps the offset x of the unescaped text to the offset in raw
+// where the same character begins, given escs (the escapes of raw, in
+// order) and *k, the first escape that might end after x (advanced; x
+// must not decrease between calls). It is false inside an escape's
+// expansion or a UTF-8 sequence.
+func rawOffset(raw []byte, escs []escape, k *int, x int) (int, bool) {
+	for *k < len(escs) && escs[*k].end <= x {
+		*k++
+	}
+	delta := 0
+	if *k > 0 {
+		delta = escs[*k-1].delta
+	}
+	if *k < len(escs) && escs[*k].start < x {
+		return 0, false
+	}
+	r := x + delta
+	if r < len(raw) && raw[r]&0xc0 == 0x80 {
+		return 0, false
+	}
+	return r, r <= len(raw)
 }
 
 // skipSpace returns the index of the first byte from i on that is not JSON
@@ -446,6 +508,54 @@ func hex4(b []byte) (rune, bool) {
 		r = r<<4 | rune(c)
 	}
 	return r, true
+}
+
+// escape is one escape sequence of a JSON string: its expansion is
+// [start, end) of the unescaped text, and from end on a raw offset is the
+// unescaped one plus delta.
+type escape struct {
+	start, end, delta int
+}
+
+// unescapeMap is unescape that also appends the escapes of s to escs.
+func unescapeMap(dst, s []byte, escs []escape) ([]byte, []escape) {
+	dst = slices.Grow(dst, len(s))
+	base, n := len(dst), len(s)
+	for {
+		j := bytes.IndexByte(s, '\\')
+		if j < 0 {
+			return append(dst, s...), escs
+		}
+		dst = append(dst, s[:j]...)
+		s = s[j:]
+		start := len(dst)
+		l := 2
+		switch s[1] {
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, _ := hex4(s[2:])
+			l = 6
+			if utf16.IsSurrogate(r) {
+				r2, _ := hex4(s[8:])
+				r, l = utf16.DecodeRune(r, r2), 12
+			}
+			dst = utf8.AppendRune(dst, r)
+		default: // '"', '\\', '/'
+			dst = append(dst, s[1])
+		}
+		s = s[l:]
+		// Offsets from base: the raw offset of what follows is n-len(s).
+		escs = append(escs, escape{start: start - base, end: len(dst) - base, delta: (n - len(s)) - (len(dst) - base)})
+	}
 }
 
 // unescape appends the unescaped form of s, the validated contents of a

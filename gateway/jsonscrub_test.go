@@ -192,6 +192,8 @@ var scrubSeeds = []string{
 	`{"model":"x","content":[{"type":"image_url","image_url":{"url":"data:text/plain,ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW"}},{"url":"https://x.test/?t=ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW"}]}`,
 	`{"model":"x","input":"\u0067hp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW \"q\" [[SECRET_1]]"}`,
 	`{"model":"x","metadata":{"type":{"data":"ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW"},"text":"ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW"}}`,
+	`{"model":"x","input":"\tkey:\n\"ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW\"\n\u00e9t\u00e9 \ud83d\ude00 dana.ops@northwind-traders.com\u0021 caf\u00e9"}`,
+	"{\"model\":\"x\",\"input\":\"\u00e9t\u00e9 \\t dana.ops@northwind-traders.com\u00e9\"}",
 	`{"a":` + strings.Repeat(`[`, 200) + strings.Repeat(`]`, 200) + `}`,
 	`{"a":` + strings.Repeat(`{"b":`, 100) + `1` + strings.Repeat(`}`, 100) + `}`,
 	`{"k0":0,"k1":1,"k2":2,"k3":3,"k4":4,"k5":5,"k6":6,"k7":7,"k8":8,"k9":9,"k10":10,"k11":11,"k12":12,"k13":13,"k14":14,"k15":15,"k16":16,"k17":17,"k3":3}`,
@@ -324,4 +326,18 @@ func FuzzJSONScan(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkScanSame(t, b)
 	})
+}
+
+// TestScrubBodyKeepsEscapes checks a redacted string keeps the caller's
+// escapes around the placeholders (the raw text is spliced, not re-quoted).
+func TestScrubBodyKeepsEscapes(t *testing.T) {
+	in := `{"model":"x","input":"\tkey:\n\"ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW\"\n\u00e9t\u00e9 \ud83d\ude00 dana.ops@northwind-traders.com\u0021"}`
+	out, _, err := scrubBody([]byte(in), newScrubber(testEngine(t)), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"model":"x","input":"\tkey:\n\"[[SECRET_1]]\"\n\u00e9t\u00e9 \ud83d\ude00 [[EMAIL_1]]\u0021"}`
+	if string(out) != want {
+		t.Errorf("got  %s\nwant %s", out, want)
+	}
 }

@@ -98,12 +98,19 @@ func (s *scrubber) redactString(str string) string {
 // redactBytes returns src redacted, or nil when nothing was found; it
 // allocates nothing then. It keeps no reference to src.
 func (s *scrubber) redactBytes(src []byte) []byte {
+	out, _ := s.redactFindings(src)
+	return out
+}
+
+// redactFindings is redactBytes that also returns the findings, with their
+// placeholders, in src's offsets.
+func (s *scrubber) redactFindings(src []byte) ([]byte, []redact.Finding) {
 	fs := s.cache.find(s.eng, s.keyID, src)
 	if len(fs) == 0 {
 		if bytes.Contains(src, []byte("[[")) {
 			s.sess.RedactFound(src, nil) // placeholders already in the text are never issued
 		}
-		return nil
+		return nil, nil
 	}
 	out, fs := s.sess.RedactFound(src, fs)
 	for _, f := range fs {
@@ -118,7 +125,7 @@ func (s *scrubber) redactBytes(src []byte) []byte {
 		s.esc[f.Placeholder] = jsonEscape(v)
 	}
 	s.n += len(fs)
-	return out
+	return out, fs
 }
 
 // redactJSONString redacts a string that holds JSON (tool call arguments),
