@@ -38,3 +38,9 @@ func (s *Store) ExecInWriter(ctx context.Context, queries ...string) error {
 		return nil
 	})
 }
+
+// EpochQueries returns how many times CacheEpoch queried the database.
+func (s *Store) EpochQueries() int64 { return s.epochQueries.Load() }
+
+// Watching reports whether CacheEpoch watches the WAL index.
+func (s *Store) Watching() bool { return s.wal != nil }

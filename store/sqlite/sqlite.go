@@ -86,6 +86,11 @@ type Store struct {
 
 	rstmts sync.Map // query → *sql.Stmt on rdb
 
+	// wal tells CacheEpoch whether anything was committed since its last
+	// query; nil (not WAL mode, no mapping) means a query every time.
+	wal          *walWatch
+	epochQueries atomic.Int64 // CacheEpoch's queries, for tests
+
 	batches, writes atomic.Int64 // counters for Stats
 
 	closeOnce sync.Once
@@ -191,8 +196,27 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: open readers: %w", err)
 	}
 
+	s.wal = watchWAL(ctx, s.conn, abs)
 	go s.run()
 	return s, nil
+}
+
+// watchWAL maps the WAL index of the database at path if the writer
+// connection conn has it in WAL mode, or returns nil.
+func watchWAL(ctx context.Context, conn *sql.Conn, path string) *walWatch {
+	var mode string
+	if err := conn.QueryRowContext(ctx, `PRAGMA journal_mode`).Scan(&mode); err != nil || !strings.EqualFold(mode, "wal") {
+		return nil
+	}
+	// A read makes sure the -shm file exists and is initialized.
+	if err := conn.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master`).Scan(new(int)); err != nil {
+		return nil
+	}
+	w, err := openWALWatch(path + "-shm")
+	if err != nil {
+		return nil
+	}
+	return w
 }
 
 // escapePath turns a file path into the path part of a SQLite URI.
@@ -221,6 +245,9 @@ func (s *Store) Close() error {
 			errs = append(errs, v.(*sql.Stmt).Close())
 			return true
 		})
+		if s.wal != nil {
+			errs = append(errs, s.wal.close())
+		}
 		errs = append(errs, s.conn.Close(), s.wdb.Close(), s.rdb.Close())
 		if err := errors.Join(errs...); err != nil {
 			s.closeErr = fmt.Errorf("sqlite: close: %w", err)
