@@ -254,7 +254,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h.cloud = cloud
+	h.cloud = withoutTimeout(cloud)
 	h.mux = http.NewServeMux()
 	h.mux.HandleFunc("POST /v1/chat/completions", func(w http.ResponseWriter, r *http.Request) {
 		h.proxy(w, r, wireOpenAI, routeChat)

@@ -65,7 +65,10 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 		writeError(w, f, http.StatusBadRequest, "Could not read the request body.")
 		return
 	}
-	ctx := r.Context()
+	// The whole forwarded request, fallbacks and a stream included, ends
+	// by this deadline.
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.TotalTimeout)
+	defer cancel()
 	setup, err := h.setup(ctx, key)
 	if err != nil {
 		h.log.Error("gateway: load the org's setup", "org_id", key.OrgID, "err", err)
@@ -163,7 +166,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 			rq.answered = true
 			if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 				rq.usage.Stream = true
-				rq.streamResponse(ctx, w, resp)
+				rq.streamResponse(r.Context(), w, resp) // the caller's context: did the caller go away
 				return
 			}
 			rq.jsonResponse(w, resp)

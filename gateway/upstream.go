@@ -65,8 +65,17 @@ func (h *Handler) client(p *Provider, mode string) (*http.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("provider %q: %w", p.Name, err)
 	}
+	c = withoutTimeout(c)
 	h.locals[host] = c
 	return c, nil
+}
+
+// withoutTimeout returns c without its total timeout: the gateway bounds
+// each request with a context deadline (Config.TotalTimeout) instead,
+// which the transport honours without the timer goroutine http.Client
+// starts per request for a wrapped transport.
+func withoutTimeout(c *http.Client) *http.Client {
+	return &http.Client{Transport: c.Transport, CheckRedirect: c.CheckRedirect, Jar: c.Jar}
 }
 
 // NeverProvider reports whether host is an address literal no provider

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -460,5 +461,48 @@ func TestNoContentInLogs(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("the log lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// Ensure TotalTimeout ends a stream a provider never finishes: the caller's
+// connection is cut (the answer is not taken for a complete one) and the
+// usage record says 502.
+func TestTotalTimeoutEndsStream(t *testing.T) {
+	release := make(chan struct{})
+	up := newFakeUp(t, "slow", func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hel\"}}]}\n\n")
+		w.(http.Flusher).Flush()
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	g := newGW(t, gateway.Config{
+		Providers:    []gateway.Provider{up.openAI(openaiKey, "gpt-4o")},
+		Egress:       loopbackCloud,
+		TotalTimeout: time.Second,
+	})
+	req, err := http.NewRequest(http.MethodPost, g.srv.URL+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+custosKey)
+	client := &http.Client{Timeout: time.Minute} // a guard, far above TotalTimeout
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("the stream ended cleanly after %q; want the connection cut", b)
+	}
+	if !strings.Contains(string(b), "hel") {
+		t.Errorf("the first event did not reach the caller: %q", b)
+	}
+	if u := g.lastUsage(); u.Status != http.StatusBadGateway {
+		t.Errorf("usage %+v, want status 502", u)
 	}
 }
