@@ -4,13 +4,32 @@ import "math"
 
 // acMatcher is an Aho-Corasick automaton compiled to a dense DFA over byte
 // classes: one table lookup per input byte, all occurrences reported.
+//
+// Most text holds no pattern, and the table is too big for the CPU's
+// caches, so scan first skips the positions where no pattern can start: a
+// table over the byte classes of three bytes (tri) answers that. The DFA
+// runs only from such a position, until it is back in a state of depth 2
+// or less; see scan for why that finds exactly what the plain DFA finds.
 type acMatcher struct {
 	classes [256]uint16 // input byte → class (0: byte in no pattern)
 	nclass  int
-	trans   []int32   // state*nclass + class → next state
+	trans   []int32   // state*nclass + class → next state*nclass, with flags
 	out     [][]int32 // state → ids of the patterns ending here
 	lens    []int     // pattern id → length in bytes
+	state   int32     // mask of the next state in trans entries
+	// tri[c0*nclass+c1] has bit c2 set when a pattern can start with
+	// bytes of classes c0 c1 c2 (every c1 and c2 for shorter patterns);
+	// nil when there are more than 64 classes.
+	tri []uint64
 }
+
+// Flags of trans entries; the low bits are the premultiplied next state.
+// Tables too big for acShallow (2^30 entries) do without it and tri.
+const (
+	acOut     = -1 << 31 // patterns end in the next state
+	acShallow = 1 << 30  // the next state has depth 2 or less
+	acState   = acShallow - 1
+)
 
 // newAC compiles patterns; with fold, ASCII letters match either case
 // (patterns must then be lower case). Empty patterns are ignored.
@@ -36,7 +55,10 @@ func newAC(patterns []string, fold bool) *acMatcher {
 		}
 	}
 	// Trie.
-	type node struct{ next map[uint16]int32 }
+	type node struct {
+		next  map[uint16]int32
+		depth int
+	}
 	nodes := []node{{next: map[uint16]int32{}}}
 	var outs [][]int32
 	outs = append(outs, nil)
@@ -51,7 +73,7 @@ func newAC(patterns []string, fold bool) *acMatcher {
 			n, ok := nodes[s].next[c]
 			if !ok {
 				n = int32(len(nodes)) // #nosec G115 -- bounded by total pattern length
-				nodes = append(nodes, node{next: map[uint16]int32{}})
+				nodes = append(nodes, node{next: map[uint16]int32{}, depth: i + 1})
 				outs = append(outs, nil)
 				nodes[s].next[c] = n
 			}
@@ -84,30 +106,117 @@ func newAC(patterns []string, fold bool) *acMatcher {
 			}
 		}
 	}
+	small := len(m.trans) <= acState
+	m.state = math.MaxInt32
+	if small {
+		m.state = acState
+	}
 	for i, t := range m.trans {
 		v := t * int32(m.nclass) // #nosec G115 -- nclass ≤ 257
 		if len(outs[t]) > 0 {
-			v |= math.MinInt32
+			v |= acOut
+		}
+		if small && nodes[t].depth <= 2 {
+			v |= acShallow
 		}
 		m.trans[i] = v
 	}
 	m.out = outs
+	if small && m.nclass <= 64 {
+		m.tri = make([]uint64, m.nclass*m.nclass)
+		for _, p := range patterns {
+			switch {
+			case len(p) >= 3:
+				m.tri[int(m.classes[p[0]])*m.nclass+int(m.classes[p[1]])] |= 1 << m.classes[p[2]]
+			case len(p) == 2:
+				m.tri[int(m.classes[p[0]])*m.nclass+int(m.classes[p[1]])] = ^uint64(0)
+			case len(p) == 1:
+				for c := range m.nclass {
+					m.tri[int(m.classes[p[0]])*m.nclass+c] = ^uint64(0)
+				}
+			}
+		}
+	}
 	return m
 }
 
 // scan calls fn for every occurrence of every pattern in src, with the
 // pattern id and the occurrence's start, in order of end position.
+//
+// It reports exactly what scanAll does, in the same order. A pattern
+// occurrence starts only where tri allows, so the skipped positions start
+// none. A run of the DFA from the root at j reports, at each end e, the
+// patterns that are suffixes of src[j:e]; those are all the patterns
+// ending at e unless one starts before j. None does for e past the
+// previous run's end: that run stopped at byte i in a state of depth ≤ 2,
+// so every pattern still open then started at i-1 or later, where the
+// skipping resumes; earlier ones ended by i+1 and were reported then (a
+// run repeats at most the two bytes before that end, and reports nothing
+// there again). The patterns ending at e come in the same order as in
+// scanAll, since a state's ids are sorted by length, then by id.
 func (m *acMatcher) scan(src []byte, fn func(id, start int)) {
 	if m == nil || len(m.trans) == 0 {
 		return
 	}
+	if m.tri == nil {
+		m.scanAll(src, fn)
+		return
+	}
+	trans, classes, tri := m.trans, &m.classes, m.tri
+	nc := int32(m.nclass) // #nosec G115 -- nclass ≤ 64 here
+	n := len(src)
+	done := 0 // occurrences ending at or before done are reported
+	for k := 0; k < n; {
+		// Skip to the first j ≥ k where a pattern may start.
+		j := k
+		if j+2 < n {
+			c0, c1 := int32(classes[src[j]]), int32(classes[src[j+1]])
+			for _, b := range src[j+2:] {
+				c2 := classes[b]
+				if tri[c0*nc+c1]>>c2&1 != 0 {
+					break
+				}
+				c0, c1 = c1, int32(c2)
+				j++
+			}
+		}
+		// Run the DFA from the root at j until it is shallow again.
+		s := int32(0)
+		i := j
+		for ; i < n; i++ {
+			v := trans[s+int32(classes[src[i]])]
+			s = v & acState
+			if v&(acOut|acShallow) == 0 {
+				continue
+			}
+			if v < 0 && i >= done {
+				for _, id := range m.out[s/nc] {
+					fn(int(id), i+1-m.lens[id])
+				}
+			}
+			if v&acShallow != 0 && i >= j+2 {
+				break
+			}
+		}
+		if i >= n {
+			return
+		}
+		done, k = i+1, i-1
+	}
+}
+
+// scanAll is scan without skipping: the DFA reads every byte.
+func (m *acMatcher) scanAll(src []byte, fn func(id, start int)) {
+	if m == nil || len(m.trans) == 0 {
+		return
+	}
 	// States are premultiplied by nclass (trans[s+class] is the next
-	// state); the sign bit marks states where patterns end.
+	// state, with the flags).
 	s := int32(0)
-	trans, classes, nc := m.trans, &m.classes, int32(m.nclass) // #nosec G115 -- nclass ≤ 257
+	trans, classes, nc, mask := m.trans, &m.classes, int32(m.nclass), m.state // #nosec G115 -- nclass ≤ 257
 	for i, b := range src {
 		v := trans[s+int32(classes[b])]
-		s = v & math.MaxInt32
+		s = v & mask
 		if v < 0 {
 			for _, id := range m.out[s/nc] {
 				fn(int(id), i+1-m.lens[id])
@@ -122,13 +231,13 @@ func (m *acMatcher) match(src []byte) bool {
 		return false
 	}
 	s := int32(0)
-	trans, classes := m.trans, &m.classes
+	trans, classes, mask := m.trans, &m.classes, m.state
 	for _, b := range src {
 		v := trans[s+int32(classes[b])]
 		if v < 0 {
 			return true
 		}
-		s = v & math.MaxInt32
+		s = v & mask
 	}
 	return false
 }

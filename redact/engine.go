@@ -314,7 +314,7 @@ func (e *Engine) runAnchored(r *rule, src []byte, p int, emit func(Finding)) {
 	if !r.multiline {
 		hi = min(hi, lineEnd(src, p, hi-p))
 	}
-	m := r.anch.FindSubmatchIndex(src[p:hi])
+	m := r.anch.FindSubmatchIndex(src[p:spanEnd(r.span, src, p, hi)])
 	if m == nil {
 		return
 	}
@@ -333,6 +333,21 @@ func (e *Engine) runAnchored(r *rule, src []byte, p int, emit func(Finding)) {
 		}
 	}
 	e.check(r, src, m, mstart, emit)
+}
+
+// spanEnd returns an end for running a regex anchored at p that gives the
+// same result as hi: just past the first byte from p on that no match can
+// hold (span), if there is one before hi. No match reaches that byte, and
+// every assertion a match checks (\b, $) looks at the same bytes either
+// way; Go's backtracker, much faster than its NFA, only runs on short
+// inputs.
+func spanEnd(span *[256]bool, src []byte, p, hi int) int {
+	for z := p; z < hi; z++ {
+		if !span[src[z]] {
+			return z + 1
+		}
+	}
+	return hi
 }
 
 // assignAhead is a necessary condition for gitleaks' generic `name = value`
@@ -512,10 +527,22 @@ func entropy(b []byte) float64 {
 	}
 	n := float64(len(b))
 	h := 0.0
+	// Most counts are small and repeat: their logarithms are computed once
+	// (the sum is the same, term by term, as without the cache).
+	var logs [16]float64
 	for _, c := range counts {
 		if c > 0 {
 			p := float64(c) / n
-			h -= p * math.Log2(p)
+			var l float64
+			if c < len(logs) {
+				if logs[c] == 0 {
+					logs[c] = math.Log2(p)
+				}
+				l = logs[c]
+			} else {
+				l = math.Log2(p)
+			}
+			h -= p * l
 		}
 	}
 	return h

@@ -4,6 +4,8 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 )
 
 // fastRegexp matches like its regexp.Regexp, faster for the big
@@ -22,6 +24,8 @@ type fastRegexp struct {
 	rest   *regexp.Regexp   // the branches without a literal start, or nil
 	must   *acMatcher       // finds a literal in every match of rest, or nil
 	need   *acMatcher       // unsplit: finds a literal in every match of re, or nil
+	shape  *shape           // what every match of re looks like, or nil
+	restSh *shape           // what every match of rest looks like, or nil
 }
 
 // minSplitBranches is the smallest alternation worth splitting.
@@ -41,6 +45,7 @@ func compileFast(expr string) (*fastRegexp, error) {
 	for t.Op == syntax.OpCapture && len(t.Sub) == 1 {
 		t = t.Sub[0]
 	}
+	f.shape = shapeOf(t)
 	f.need = requiredLiteral(t).matcher()
 	if t.Op != syntax.OpAlternate || len(t.Sub) < minSplitBranches || re.NumSubexp() > 0 {
 		return f, nil
@@ -93,6 +98,7 @@ func compileFast(expr string) (*fastRegexp, error) {
 			return &fastRegexp{re: re}, nil
 		}
 		f.must = requiredLiteral(r).matcher()
+		f.restSh = shapeOf(r)
 	}
 	f.ac = newAC(pats, true)
 	return f, nil
@@ -100,6 +106,9 @@ func compileFast(expr string) (*fastRegexp, error) {
 
 // Match reports whether b contains a match.
 func (f *fastRegexp) Match(b []byte) bool {
+	if !f.shape.may(b) {
+		return false
+	}
 	if f.ac == nil {
 		if f.need != nil && !f.need.match(b) {
 			return false
@@ -118,7 +127,7 @@ func (f *fastRegexp) Match(b []byte) bool {
 		}
 		found = f.branch[br].Match(in)
 	})
-	if found || f.rest == nil || (f.must != nil && !f.must.match(b)) {
+	if found || f.rest == nil || !f.restSh.may(b) || (f.must != nil && !f.must.match(b)) {
 		return found
 	}
 	return f.rest.Match(b)
@@ -226,4 +235,380 @@ func (l literal) matcher() *acMatcher {
 		return nil
 	}
 	return newAC([]string{l.lit}, l.fold)
+}
+
+// shape holds necessary conditions for a match of a regex anchored with ^
+// (and $), read from its syntax, so most inputs are rejected without
+// running it: the allowlists are full of such regexes (^\$…, ^%…%$,
+// ^[0-9a-f]{40}$), and a candidate secret matches none of them. A match
+// of the regex is a match of one of its branches (its alternations
+// multiplied out), so b can hold a match only if some branch allows it.
+type shape struct {
+	branches []branchShape
+}
+
+// branchShape holds the conditions for one branch.
+type branchShape struct {
+	first *[256]bool // bytes a match begins with; nil: no check
+	// With whole, every match is all of the input: its length is within
+	// [minLen, maxLen], its bytes are in all and its last one in last
+	// (nil: no check).
+	whole          bool
+	last           *[256]bool
+	all            [256]bool
+	minLen, maxLen int
+}
+
+// maxShapeBranches bounds the branches a shape checks.
+const maxShapeBranches = 64
+
+// may reports whether b can contain a match; false is exact.
+func (s *shape) may(b []byte) bool {
+	if s == nil {
+		return true
+	}
+	for i := range s.branches {
+		if s.branches[i].may(b) {
+			return true
+		}
+	}
+	return false
+}
+
+// may reports whether b can contain a match of the branch.
+func (s *branchShape) may(b []byte) bool {
+	if s.first != nil && (len(b) == 0 || !s.first[b[0]]) {
+		return false
+	}
+	if s.whole {
+		if len(b) < s.minLen || len(b) > s.maxLen {
+			return false
+		}
+		if s.last != nil && (len(b) == 0 || !s.last[b[len(b)-1]]) {
+			return false
+		}
+		for _, c := range b {
+			if !s.all[c] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// shapeOf returns the shape of re's matches, or nil when it has no check
+// to offer (a branch is not anchored at the start of the text, or can be
+// empty without being anchored at the end).
+func shapeOf(re *syntax.Regexp) *shape {
+	s := &shape{}
+	for _, b := range branches(re) {
+		if !anchoredAt(b, syntax.OpBeginText) {
+			return nil
+		}
+		var bs branchShape
+		var first [256]bool
+		if !firstBytes(b, &first) {
+			bs.first = &first
+		}
+		if anchoredAt(b, syntax.OpEndText) {
+			bs.whole = true
+			addBytes(b, &bs.all)
+			bs.minLen, bs.maxLen = minLen(b), maxBytes(b)
+			var last [256]bool
+			if !lastBytes(b, &last) {
+				bs.last = &last
+			}
+		}
+		if bs.first == nil && !bs.whole {
+			return nil
+		}
+		s.branches = append(s.branches, bs)
+	}
+	return s
+}
+
+// branches returns regexes whose matches together are the matches of re:
+// its alternations multiplied out, or re itself when there would be more
+// than maxShapeBranches.
+func branches(re *syntax.Regexp) []*syntax.Regexp {
+	all := []*syntax.Regexp{re}
+	switch re.Op {
+	case syntax.OpCapture:
+		return branches(re.Sub[0])
+	case syntax.OpAlternate:
+		var out []*syntax.Regexp
+		for _, sub := range re.Sub {
+			out = append(out, branches(sub)...)
+			if len(out) > maxShapeBranches {
+				return all
+			}
+		}
+		return out
+	case syntax.OpConcat:
+		acc := [][]*syntax.Regexp{nil}
+		for _, sub := range re.Sub {
+			bs := branches(sub)
+			if len(acc)*len(bs) > maxShapeBranches {
+				return all
+			}
+			var next [][]*syntax.Regexp
+			for _, a := range acc {
+				for _, b := range bs {
+					next = append(next, append(a[:len(a):len(a)], b))
+				}
+			}
+			acc = next
+		}
+		out := make([]*syntax.Regexp, len(acc))
+		for i, subs := range acc {
+			out[i] = &syntax.Regexp{Op: syntax.OpConcat, Sub: subs}
+		}
+		return out
+	}
+	return all
+}
+
+// anchoredAt reports whether every match of re begins (op is
+// OpBeginText) or ends (OpEndText) with op.
+func anchoredAt(re *syntax.Regexp, op syntax.Op) bool {
+	switch re.Op {
+	case op:
+		return true
+	case syntax.OpCapture:
+		return anchoredAt(re.Sub[0], op)
+	case syntax.OpConcat:
+		if len(re.Sub) == 0 {
+			return false
+		}
+		if op == syntax.OpBeginText {
+			return anchoredAt(re.Sub[0], op)
+		}
+		return anchoredAt(re.Sub[len(re.Sub)-1], op)
+	case syntax.OpAlternate:
+		for _, sub := range re.Sub {
+			if !anchoredAt(sub, op) {
+				return false
+			}
+		}
+		return len(re.Sub) > 0
+	}
+	return false
+}
+
+// firstBytes adds to set the bytes a non-empty match of re can begin with
+// and reports whether re can match the empty string (when it may, set is
+// not a complete answer).
+func firstBytes(re *syntax.Regexp, set *[256]bool) (nullable bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if len(re.Rune) == 0 {
+			return true
+		}
+		addRune(re.Rune[0], re.Flags&syntax.FoldCase != 0, set)
+		return false
+	case syntax.OpCharClass:
+		addClass(re.Rune, set)
+		return false
+	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		for c := range set {
+			set[c] = true
+		}
+		return false
+	case syntax.OpNoMatch:
+		return false
+	case syntax.OpCapture, syntax.OpPlus:
+		return firstBytes(re.Sub[0], set)
+	case syntax.OpStar, syntax.OpQuest:
+		firstBytes(re.Sub[0], set)
+		return true
+	case syntax.OpRepeat:
+		n := firstBytes(re.Sub[0], set)
+		return n || re.Min == 0
+	case syntax.OpConcat:
+		for _, sub := range re.Sub {
+			if !firstBytes(sub, set) {
+				return false
+			}
+		}
+		return true
+	case syntax.OpAlternate:
+		nullable = false
+		for _, sub := range re.Sub {
+			if firstBytes(sub, set) {
+				nullable = true
+			}
+		}
+		return nullable
+	}
+	// Empty matches and empty-width assertions.
+	return true
+}
+
+// lastBytes is firstBytes for the last byte of a match.
+func lastBytes(re *syntax.Regexp, set *[256]bool) (nullable bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		if len(re.Rune) == 0 {
+			return true
+		}
+		addRune(re.Rune[len(re.Rune)-1], re.Flags&syntax.FoldCase != 0, set)
+		return false
+	case syntax.OpCapture, syntax.OpPlus:
+		return lastBytes(re.Sub[0], set)
+	case syntax.OpStar, syntax.OpQuest:
+		lastBytes(re.Sub[0], set)
+		return true
+	case syntax.OpRepeat:
+		n := lastBytes(re.Sub[0], set)
+		return n || re.Min == 0
+	case syntax.OpConcat:
+		for i := len(re.Sub) - 1; i >= 0; i-- {
+			if !lastBytes(re.Sub[i], set) {
+				return false
+			}
+		}
+		return true
+	case syntax.OpAlternate:
+		nullable = false
+		for _, sub := range re.Sub {
+			if lastBytes(sub, set) {
+				nullable = true
+			}
+		}
+		return nullable
+	}
+	// One-character nodes end where they begin.
+	return firstBytes(re, set)
+}
+
+// addBytes adds to set every byte a match of re can hold.
+func addBytes(re *syntax.Regexp, set *[256]bool) {
+	switch re.Op {
+	case syntax.OpLiteral:
+		for _, r := range re.Rune {
+			addRune(r, re.Flags&syntax.FoldCase != 0, set)
+		}
+	case syntax.OpCharClass:
+		addClass(re.Rune, set)
+	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		for c := range set {
+			set[c] = true
+		}
+	}
+	for _, sub := range re.Sub {
+		addBytes(sub, set)
+	}
+}
+
+// addRune adds r and, with fold, the runes it folds to, to set. Any
+// non-ASCII one adds all bytes from 0x80 on: every byte of its encoding is
+// one, and such bytes also stand for invalid UTF-8, matched as U+FFFD.
+func addRune(r rune, fold bool, set *[256]bool) {
+	for f := r; ; {
+		if f < utf8.RuneSelf {
+			set[f] = true
+		} else {
+			addHigh(set)
+		}
+		if !fold {
+			return
+		}
+		if f = unicode.SimpleFold(f); f == r {
+			return
+		}
+	}
+}
+
+// addClass adds the bytes the ranges of a character class begin with.
+func addClass(ranges []rune, set *[256]bool) {
+	for i := 0; i+1 < len(ranges); i += 2 {
+		for c := ranges[i]; c <= ranges[i+1] && c < utf8.RuneSelf; c++ {
+			set[c] = true
+		}
+		if ranges[i+1] >= utf8.RuneSelf {
+			addHigh(set)
+		}
+	}
+}
+
+// addHigh adds the bytes 0x80-0xff to set.
+func addHigh(set *[256]bool) {
+	for c := utf8.RuneSelf; c < len(set); c++ {
+		set[c] = true
+	}
+}
+
+// minLen returns the fewest bytes a match of re holds.
+func minLen(re *syntax.Regexp) int {
+	switch re.Op {
+	case syntax.OpLiteral:
+		return len(re.Rune)
+	case syntax.OpCharClass, syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return 1
+	case syntax.OpCapture, syntax.OpPlus:
+		return minLen(re.Sub[0])
+	case syntax.OpRepeat:
+		return re.Min * minLen(re.Sub[0])
+	case syntax.OpConcat:
+		n := 0
+		for _, sub := range re.Sub {
+			n += minLen(sub)
+		}
+		return n
+	case syntax.OpAlternate:
+		n := -1
+		for _, sub := range re.Sub {
+			if m := minLen(sub); n < 0 || m < n {
+				n = m
+			}
+		}
+		return max(n, 0)
+	}
+	return 0
+}
+
+// maxBytes bounds the bytes a match of re holds (1<<30: no bound).
+func maxBytes(re *syntax.Regexp) int {
+	const inf = 1 << 30
+	switch re.Op {
+	case syntax.OpLiteral:
+		n := 0
+		for _, r := range re.Rune {
+			if r < utf8.RuneSelf && re.Flags&syntax.FoldCase == 0 {
+				n++
+			} else {
+				n += utf8.UTFMax
+			}
+		}
+		return n
+	case syntax.OpCharClass:
+		if len(re.Rune) > 0 && re.Rune[len(re.Rune)-1] < utf8.RuneSelf {
+			return 1
+		}
+		return utf8.UTFMax
+	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
+		return utf8.UTFMax
+	case syntax.OpStar, syntax.OpPlus:
+		return inf
+	case syntax.OpQuest, syntax.OpCapture:
+		return maxBytes(re.Sub[0])
+	case syntax.OpRepeat:
+		if re.Max < 0 {
+			return inf
+		}
+		return min(inf, re.Max*maxBytes(re.Sub[0]))
+	case syntax.OpConcat:
+		n := 0
+		for _, sub := range re.Sub {
+			n = min(inf, n+maxBytes(sub))
+		}
+		return n
+	case syntax.OpAlternate:
+		n := 0
+		for _, sub := range re.Sub {
+			n = max(n, maxBytes(sub))
+		}
+		return n
+	}
+	return 0
 }

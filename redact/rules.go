@@ -118,6 +118,15 @@ func containsStopword(s []byte, words []string) bool {
 	if len(words) == 0 || len(s) == 0 {
 		return false
 	}
+	if isASCII(s) {
+		// strings.ToLower only maps A-Z here: compare in place.
+		for _, w := range words {
+			if containsFold(s, w) {
+				return true
+			}
+		}
+		return false
+	}
 	low := strings.ToLower(string(s))
 	for _, w := range words {
 		if strings.Contains(low, w) {
@@ -125,6 +134,44 @@ func containsStopword(s []byte, words []string) bool {
 		}
 	}
 	return false
+}
+
+// isASCII reports whether s is all ASCII.
+func isASCII(s []byte) bool {
+	for _, c := range s {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// containsFold reports whether s with A-Z lowered contains w.
+func containsFold(s []byte, w string) bool {
+	if len(w) == 0 {
+		return true
+	}
+	for i := 0; i+len(w) <= len(s); i++ {
+		if lowerASCII(s[i]) != w[0] {
+			continue
+		}
+		j := 1
+		for j < len(w) && lowerASCII(s[i+j]) == w[j] {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
+}
+
+// lowerASCII maps A-Z to a-z.
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // compileAllowlist compiles a, or returns nil if it can never apply here
@@ -178,10 +225,11 @@ type rule struct {
 	wordB       bool           // anch begins with \b
 	prefix      *[256]bool     // bytes of the stripped lazy prefix ([\w.-]{0,50}?), if any
 	prefixMax   int
-	maxLen      int  // bound on a match's length from its keyword (anch) or in all (re)
-	multiline   bool // the regex can match a newline
-	assign      bool // the generic `key = value` template: cheap precheck
-	generic     bool // generic-api-key: also precheck the value
+	span        *[256]bool // bytes a match of anch can hold
+	maxLen      int        // bound on a match's length from its keyword (anch) or in all (re)
+	multiline   bool       // the regex can match a newline
+	assign      bool       // the generic `key = value` template: cheap precheck
+	generic     bool       // generic-api-key: also precheck the value
 	secretGroup int
 	entropy     float64
 	allow       []*allowlist
@@ -380,6 +428,8 @@ func (r *rule) anchor(re *syntax.Regexp, ncap int) {
 	}
 	r.anch, r.wordB, r.prefix, r.prefixMax = anch, wordB, prefix, prefixMax
 	r.maxLen = maxLen(restRe)
+	r.span = new([256]bool)
+	addBytes(restRe, r.span)
 }
 
 // classBytes returns the ASCII bytes a character class matches.

@@ -19,7 +19,7 @@ func (cardDetector) Detect(src []byte, emit func(redact.Finding)) {
 	var digits [maxCardDigits]byte
 	for i := 0; i < len(src); {
 		if !isDigit(src[i]) {
-			i++
+			i = nextDigit(src, i)
 			continue
 		}
 		if !leftOK(src, i) {

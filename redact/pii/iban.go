@@ -16,7 +16,12 @@ const maxIBAN = 34
 func (ibanDetector) Detect(src []byte, emit func(redact.Finding)) {
 	n := len(src)
 	for i := 0; i+15 <= n; i++ {
-		if !isUpper(src[i]) || !isUpper(src[i+1]) || !isDigit(src[i+2]) || !isDigit(src[i+3]) {
+		if !isDigit(src[i+2]) {
+			// No IBAN starts before the next digit's position minus two.
+			i = nextDigit(src, i+2) - 3 // the loop's i++ adds one
+			continue
+		}
+		if !isUpper(src[i]) || !isUpper(src[i+1]) || !isDigit(src[i+3]) {
 			continue
 		}
 		if i > 0 && isWord(src[i-1]) {

@@ -104,6 +104,13 @@ func (d phoneDetector) Detect(src []byte, emit func(redact.Finding)) {
 	var num phonenumbers.PhoneNumber
 	n := len(src)
 	for i := 0; i < n; {
+		if !isDigit(src[i]) && (i+1 >= n || !isDigit(src[i+1])) && (i+2 >= n || !isDigit(src[i+2])) {
+			// A candidate has a digit within its first three bytes
+			// (1, (1, +1, +(1); from i to two before the next digit,
+			// every step is i++.
+			i = max(i+1, nextDigit(src, i)-2)
+			continue
+		}
 		c := src[i]
 		if !phoneStart[c] {
 			i++

@@ -11,6 +11,7 @@
 package pii
 
 import (
+	"encoding/binary"
 	"strings"
 
 	"github.com/custos-dev/custos/redact"
@@ -87,6 +88,45 @@ func Detectors(cfg Config) []redact.Detector {
 }
 
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+// Masks for nextDigit.
+const (
+	lows7  = 0x7f7f7f7f7f7f7f7f
+	highs  = 0x8080808080808080
+	from0  = 0x5050505050505050 // 0x80 - '0' in every byte
+	past9  = 0x4646464646464646 // 0x80 - ('9'+1) in every byte
+	bytes8 = 8
+)
+
+// digits8 returns x with the high bit of each byte that is an ASCII digit
+// set, and no other bit. It works on all bytes at once, without carries
+// between them: the high bit of y+from0 is set iff y ≥ '0', that of
+// y+past9 iff y > '9', and x's own high bit marks non-ASCII bytes.
+func digits8(x uint64) uint64 {
+	y := x & lows7
+	return (y + from0) &^ (y + past9) &^ x & highs
+}
+
+// nextDigit returns the index of the first ASCII digit in src[i:], or
+// len(src). Every detector but email needs digits, and code has few, so
+// they skip to the next one eight bytes at a time.
+func nextDigit(src []byte, i int) int {
+	for ; i+4*bytes8 <= len(src); i += 4 * bytes8 {
+		w := src[i : i+4*bytes8]
+		if digits8(binary.LittleEndian.Uint64(w))|digits8(binary.LittleEndian.Uint64(w[8:]))|
+			digits8(binary.LittleEndian.Uint64(w[16:]))|digits8(binary.LittleEndian.Uint64(w[24:])) != 0 {
+			break
+		}
+	}
+	for ; i+bytes8 <= len(src); i += bytes8 {
+		if digits8(binary.LittleEndian.Uint64(src[i:])) != 0 {
+			break
+		}
+	}
+	for ; i < len(src) && !isDigit(src[i]); i++ {
+	}
+	return i
+}
 func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }
 func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
 func isAlpha(c byte) bool { return isUpper(c) || isLower(c) }

@@ -15,6 +15,7 @@ func (ssnDetector) Detect(src []byte, emit func(redact.Finding)) {
 	n := len(src)
 	for i := 0; i+11 <= n; i++ {
 		if !isDigit(src[i]) {
+			i = nextDigit(src, i) - 1 // the loop's i++ lands on the digit
 			continue
 		}
 		// src[i] starts a digit run here only if the previous byte is not
