@@ -296,30 +296,27 @@ func (p *bodyParser) str(key []byte, skip, inTop bool) error {
 	if p.sc == nil || skip || (inTop && string(key) == "stream") {
 		return nil
 	}
-	var (
-		out []byte
-		fs  []redact.Finding
-	)
-	switch string(key) {
-	case "url":
-		if bytes.HasPrefix(content, []byte("data:")) {
+	if string(key) == "url" && bytes.HasPrefix(content, []byte("data:")) {
+		return nil
+	}
+	if string(key) == "arguments" {
+		in := string(content)
+		s := p.sc.redactJSONString(in)
+		if s == in {
 			return nil
 		}
-		out, fs = p.sc.redactFindings(content)
-	case "arguments":
-		in := string(content)
-		if s := p.sc.redactJSONString(in); s != in {
-			out = []byte(s)
-		}
-	default:
-		out, fs = p.sc.redactFindings(content)
+		p.flush(start)
+		p.out = appendQuoted(p.out, []byte(s))
+		p.copied = end
+		return nil
 	}
-	if out == nil {
+	fs := p.sc.findings(content)
+	if fs == nil {
 		return nil
 	}
 	p.flush(start)
-	if fs == nil || !p.splice(src[start+1:end-1], fs) {
-		p.out = appendQuoted(p.out, out)
+	if !p.splice(src[start+1:end-1], fs) {
+		p.out = appendQuoted(p.out, redact.Apply(content, fs))
 	}
 	p.copied = end
 	return nil

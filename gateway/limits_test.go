@@ -2,8 +2,10 @@ package gateway_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -91,5 +93,49 @@ func TestAnthropicBetaQuery(t *testing.T) {
 		if got := <-queries; got != want {
 			t.Errorf("%s: provider saw query %q, want %q", path, got, want)
 		}
+	}
+}
+
+// TestStreamLongEvent proves an event longer than the stream reader's
+// buffer (one 100 KB data line) is relayed whole, with a placeholder in its
+// middle restored.
+func TestStreamLongEvent(t *testing.T) {
+	const mail = "dana.ops@northwind-traders.com"
+	pad := strings.Repeat("x", 50<<10)
+	up := newFakeUp(t, "long", func(w http.ResponseWriter, r *http.Request, body []byte) {
+		ph := regexp.MustCompile(`\[\[EMAIL_[0-9]+\]\]`).Find(body)
+		if ph == nil {
+			http.Error(w, "no placeholder", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"`+pad+string(ph)+pad+`"}}]}`+"\n\n")
+		_, _ = io.WriteString(w, "data: [DONE]\n\n")
+	})
+	g := newGW(t, gateway.Config{Providers: []gateway.Provider{up.openAI(openaiKey, "gpt-4o")}, Egress: loopbackCloud, Engine: newEngine(t, nil, nil)})
+	r := g.post("/v1/chat/completions", `{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"write to `+mail+`"}]}`, authHeader("/v1/chat/completions"))
+	if r.status != http.StatusOK {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	var text strings.Builder
+	for _, line := range strings.Split(r.body, "\n") {
+		d, ok := strings.CutPrefix(line, "data: ")
+		if !ok || d == "[DONE]" {
+			continue
+		}
+		var c struct {
+			Choices []struct {
+				Delta struct{ Content string } `json:"delta"`
+			} `json:"choices"`
+		}
+		if err := json.Unmarshal([]byte(d), &c); err != nil {
+			t.Fatalf("event %.80q…: %v", d, err)
+		}
+		for _, ch := range c.Choices {
+			text.WriteString(ch.Delta.Content)
+		}
+	}
+	if got, want := text.String(), pad+mail+pad; got != want {
+		t.Errorf("relayed %d bytes (restored: %v), want %d", len(got), strings.Contains(got, mail), len(want))
 	}
 }

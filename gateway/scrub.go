@@ -98,21 +98,23 @@ func (s *scrubber) redactString(str string) string {
 // redactBytes returns src redacted, or nil when nothing was found; it
 // allocates nothing then. It keeps no reference to src.
 func (s *scrubber) redactBytes(src []byte) []byte {
-	out, _ := s.redactFindings(src)
-	return out
+	if fs := s.findings(src); fs != nil {
+		return redact.Apply(src, fs)
+	}
+	return nil
 }
 
-// redactFindings is redactBytes that also returns the findings, with their
-// placeholders, in src's offsets.
-func (s *scrubber) redactFindings(src []byte) ([]byte, []redact.Finding) {
+// findings returns the findings of src, in its offsets, with their
+// placeholders assigned and recorded for the answer, or nil.
+func (s *scrubber) findings(src []byte) []redact.Finding {
 	fs := s.cache.find(s.eng, s.keyID, src)
 	if len(fs) == 0 {
 		if bytes.Contains(src, []byte("[[")) {
-			s.sess.RedactFound(src, nil) // placeholders already in the text are never issued
+			s.sess.Assign(src, nil) // placeholders already in the text are never issued
 		}
-		return nil, nil
+		return nil
 	}
-	out, fs := s.sess.RedactFound(src, fs)
+	fs = s.sess.Assign(src, fs)
 	for _, f := range fs {
 		if f.Label != "" {
 			if s.known == nil {
@@ -125,7 +127,7 @@ func (s *scrubber) redactFindings(src []byte) ([]byte, []redact.Finding) {
 		s.esc[f.Placeholder] = jsonEscape(v)
 	}
 	s.n += len(fs)
-	return out, fs
+	return fs
 }
 
 // redactJSONString redacts a string that holds JSON (tool call arguments),

@@ -10,15 +10,26 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
-// sseEvent is one server-sent event.
+// sseEvent is one server-sent event. Its buffers are reused for the next
+// event: nothing may keep them.
 type sseEvent struct {
-	event string
-	data  []byte
-	raw   []byte // the event as received
+	event   string
+	data    []byte
+	hasData bool   // a data field was given (data may still be empty)
+	raw     []byte // the event as received
 }
+
+// reset empties ev for the next event, keeping its buffers.
+func (ev *sseEvent) reset() {
+	ev.event, ev.data, ev.hasData, ev.raw = "", ev.data[:0], false, ev.raw[:0]
+}
+
+// readers are the buffered readers of providers' streams.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 8<<10) }}
 
 // openAIStreamed are the delta fields restored through a stream restorer.
 var openAIStreamed = map[string]bool{"content": true, "refusal": true, "reasoning_content": true, "reasoning": true, "arguments": true}
@@ -46,19 +57,35 @@ func (rq *request) streamResponse(ctx context.Context, w http.ResponseWriter, re
 	w.WriteHeader(resp.StatusCode)
 	_ = rc.Flush()
 	rq.usage.Status = resp.StatusCode
-	br := bufio.NewReaderSize(resp.Body, 8<<10)
+	br, _ := readers.Get().(*bufio.Reader)
+	br.Reset(resp.Body)
+	defer func() {
+		br.Reset(nil)
+		readers.Put(br)
+	}()
 	st := &streamState{rq: rq, w: w, rc: rc, br: br, streams: map[string]*streamRestorer{}}
 	var (
 		ev      sseEvent
+		long    []byte // a line longer than br's buffer, so far
 		readErr error
 	)
 	for {
 		t0 := time.Now()
-		line, err := br.ReadBytes('\n')
+		frag, err := br.ReadSlice('\n')
 		rq.upstream += time.Since(t0)
-		if len(ev.raw)+len(line) > MaxEvent {
+		// The bound holds while a line is still arriving.
+		if len(ev.raw)+len(long)+len(frag) > MaxEvent {
 			readErr = errEventTooLarge
 			break
+		}
+		if err == bufio.ErrBufferFull {
+			long = append(long, frag...)
+			continue
+		}
+		line := frag
+		if len(long) > 0 {
+			long = append(long, frag...)
+			line = long
 		}
 		if len(line) > 0 {
 			ev.raw = append(ev.raw, line...)
@@ -66,17 +93,18 @@ func (rq *request) streamResponse(ctx context.Context, w http.ResponseWriter, re
 			switch {
 			case len(l) == 0:
 				st.handle(&ev)
-				ev = sseEvent{}
+				ev.reset()
 			case bytes.HasPrefix(l, []byte("event:")):
 				ev.event = string(bytes.TrimSpace(l[len("event:"):]))
 			case bytes.HasPrefix(l, []byte("data:")):
 				d := bytes.TrimPrefix(l[len("data:"):], []byte(" "))
-				if ev.data != nil {
+				if ev.hasData {
 					ev.data = append(ev.data, '\n')
 				}
-				ev.data = append(ev.data, d...)
+				ev.data, ev.hasData = append(ev.data, d...), true
 			}
 		}
+		long = long[:0]
 		if err != nil {
 			readErr = err
 			break
@@ -213,7 +241,7 @@ func (st *streamState) usageOnly(ev *sseEvent) {
 }
 
 func (st *streamState) handle(ev *sseEvent) {
-	if ev.data == nil {
+	if !ev.hasData {
 		_, _ = st.w.Write(ev.raw) // comments, retry fields
 		st.flush()
 		return
@@ -226,7 +254,7 @@ func (st *streamState) handle(ev *sseEvent) {
 	}
 	if st.passthrough(ev) {
 		st.usageOnly(ev)
-		st.lastRaw = ev.data
+		st.lastRaw = append(st.lastRaw[:0], ev.data...) // ev's buffer is reused
 		_, _ = st.w.Write(ev.raw)
 		st.flush()
 		return

@@ -50,6 +50,14 @@ func (s *Session) Redact(src []byte) (out []byte, findings []Finding) {
 // earlier Find of the same bytes on the same Engine): it assigns their
 // placeholders and replaces them. findings is modified and returned.
 func (s *Session) RedactFound(src []byte, findings []Finding) (out []byte, _ []Finding) {
+	findings = s.Assign(src, findings)
+	return Apply(src, findings), findings
+}
+
+// Assign is RedactFound without building the new text: it sets each
+// finding's Placeholder (and never issues one that src already holds).
+// findings is modified and returned.
+func (s *Session) Assign(src []byte, findings []Finding) []Finding {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// A placeholder already in the input must never be issued, or Restore
@@ -67,17 +75,28 @@ func (s *Session) RedactFound(src []byte, findings []Finding) (out []byte, _ []F
 			i++
 		}
 	}
-	out = make([]byte, 0, len(src))
-	last := 0
 	for k := range findings {
 		f := &findings[k]
-		out = append(out, src[last:f.Start]...)
 		f.Placeholder = s.placeholder(f.Kind, string(src[f.Start:f.End]))
+	}
+	return findings
+}
+
+// Apply returns src with each finding's span (sorted, not overlapping)
+// replaced by its Placeholder.
+func Apply(src []byte, findings []Finding) []byte {
+	n := len(src)
+	for _, f := range findings {
+		n += len(f.Placeholder) - (f.End - f.Start)
+	}
+	out := make([]byte, 0, max(n, 0))
+	last := 0
+	for _, f := range findings {
+		out = append(out, src[last:f.Start]...)
 		out = append(out, f.Placeholder...)
 		last = f.End
 	}
-	out = append(out, src[last:]...)
-	return out, findings
+	return append(out, src[last:]...)
 }
 
 // placeholder returns the placeholder of value, issuing one if needed.
