@@ -6,10 +6,11 @@ import "math"
 // classes: one table lookup per input byte, all occurrences reported.
 //
 // Most text holds no pattern, and the table is too big for the CPU's
-// caches, so scan first skips the positions where no pattern can start: a
-// table over the byte classes of three bytes (tri) answers that. The DFA
-// runs only from such a position, until it is back in a state of depth 2
-// or less; see scan for why that finds exactly what the plain DFA finds.
+// caches, so scan first skips the positions where no pattern can start:
+// two small tables over the byte classes of three bytes (tri, tri1) answer
+// that from the next four bytes. The DFA runs only from such a position,
+// until it is back in a state of depth 2 or less; see scan for why that
+// finds exactly what the plain DFA finds.
 type acMatcher struct {
 	classes [256]uint16 // input byte → class (0: byte in no pattern)
 	nclass  int
@@ -17,10 +18,14 @@ type acMatcher struct {
 	out     [][]int32 // state → ids of the patterns ending here
 	lens    []int     // pattern id → length in bytes
 	state   int32     // mask of the next state in trans entries
-	// tri[c0*nclass+c1] has bit c2 set when a pattern can start with
-	// bytes of classes c0 c1 c2 (every c1 and c2 for shorter patterns);
-	// nil when there are more than 64 classes.
-	tri []uint64
+	// tri[c0<<6|c1] has bit c2 set when a pattern can start with bytes
+	// of classes c0 c1 c2, a pattern shorter than 3 bytes standing for
+	// all its continuations; tri1 is the same for the pattern's bytes 1
+	// to 3 (every pattern shorter than 2 bytes sets all of it). A pattern
+	// starting at j thus passes tri at j and, if src[j+3] exists, tri1
+	// at j+1. Both are nil when there are more than 64 classes; the
+	// stride of 64 makes an index a shift and an or.
+	tri, tri1 []uint64
 }
 
 // Flags of trans entries; the low bits are the premultiplied next state.
@@ -123,31 +128,45 @@ func newAC(patterns []string, fold bool) *acMatcher {
 	}
 	m.out = outs
 	if small && m.nclass <= 64 {
-		m.tri = make([]uint64, m.nclass*m.nclass)
+		m.tri = make([]uint64, m.nclass<<6)
+		m.tri1 = make([]uint64, m.nclass<<6)
 		for _, p := range patterns {
-			switch {
-			case len(p) >= 3:
-				m.tri[int(m.classes[p[0]])*m.nclass+int(m.classes[p[1]])] |= 1 << m.classes[p[2]]
-			case len(p) == 2:
-				m.tri[int(m.classes[p[0]])*m.nclass+int(m.classes[p[1]])] = ^uint64(0)
-			case len(p) == 1:
-				for c := range m.nclass {
-					m.tri[int(m.classes[p[0]])*m.nclass+c] = ^uint64(0)
-				}
+			if p != "" {
+				m.markTri(m.tri, p)
+				m.markTri(m.tri1, p[1:])
 			}
 		}
 	}
 	return m
 }
 
+// markTri sets the bits of t that p's first three bytes can take, all
+// classes standing for the bytes past p's end.
+func (m *acMatcher) markTri(t []uint64, p string) {
+	switch len(p) {
+	case 0:
+		for i := range t {
+			t[i] = ^uint64(0)
+		}
+	case 1:
+		for c := range m.nclass {
+			t[int(m.classes[p[0]])<<6|c] = ^uint64(0)
+		}
+	case 2:
+		t[int(m.classes[p[0]])<<6|int(m.classes[p[1]])] = ^uint64(0)
+	default:
+		t[int(m.classes[p[0]])<<6|int(m.classes[p[1]])] |= 1 << m.classes[p[2]]
+	}
+}
+
 // scan calls fn for every occurrence of every pattern in src, with the
 // pattern id and the occurrence's start, in order of end position.
 //
 // It reports exactly what scanAll does, in the same order. A pattern
-// occurrence starts only where tri allows, so the skipped positions start
-// none. A run of the DFA from the root at j reports, at each end e, the
-// patterns that are suffixes of src[j:e]; those are all the patterns
-// ending at e unless one starts before j. None does for e past the
+// occurrence starts only where tri and tri1 allow, so the positions skip
+// passes over start none. A run of the DFA from the root at j reports, at
+// each end e, the patterns that are suffixes of src[j:e]; those are all
+// the patterns ending at e unless one starts before j. None does for e past the
 // previous run's end: that run stopped at byte i in a state of depth ≤ 2,
 // so every pattern still open then started at i-1 or later, where the
 // skipping resumes; earlier ones ended by i+1 and were reported then (a
@@ -162,24 +181,12 @@ func (m *acMatcher) scan(src []byte, fn func(id, start int)) {
 		m.scanAll(src, fn)
 		return
 	}
-	trans, classes, tri := m.trans, &m.classes, m.tri
+	trans, classes := m.trans, &m.classes
 	nc := int32(m.nclass) // #nosec G115 -- nclass ≤ 64 here
 	n := len(src)
 	done := 0 // occurrences ending at or before done are reported
 	for k := 0; k < n; {
-		// Skip to the first j ≥ k where a pattern may start.
-		j := k
-		if j+2 < n {
-			c0, c1 := int32(classes[src[j]]), int32(classes[src[j+1]])
-			for _, b := range src[j+2:] {
-				c2 := classes[b]
-				if tri[c0*nc+c1]>>c2&1 != 0 {
-					break
-				}
-				c0, c1 = c1, int32(c2)
-				j++
-			}
-		}
+		j := m.skip(src, k)
 		// Run the DFA from the root at j until it is shallow again.
 		s := int32(0)
 		i := j
@@ -203,6 +210,34 @@ func (m *acMatcher) scan(src []byte, fn func(id, start int)) {
 		}
 		done, k = i+1, i-1
 	}
+}
+
+// skip returns the first j ≥ k where a pattern may start by tri and
+// tri1, or max(k, len(src)-3) if there is none before: the last three
+// positions are not filtered, which is safe since scan may start the DFA
+// anywhere no pattern starts before. The inner loop, where scan spends
+// most of its time, tests tri only and is kept small so that it runs in
+// registers; tri1 then rules out most of the positions it stops at.
+func (m *acMatcher) skip(src []byte, k int) int {
+	n := len(src)
+	tri, tri1, classes := m.tri, m.tri1, &m.classes
+	j := k
+	for ; j+3 < n; j++ {
+		c0, c1 := uint(classes[src[j]]), uint(classes[src[j+1]])
+		for _, b := range src[j+2 : n-1] {
+			c2 := uint(classes[b])
+			if tri[c0<<6|c1]>>(c2&63)&1 != 0 {
+				break
+			}
+			c0, c1 = c1, c2
+			j++
+		}
+		// Either tri allows j, or the loop ran out at j = n-3.
+		if j+3 == n || tri1[uint(classes[src[j+1]])<<6|uint(classes[src[j+2]])]>>(classes[src[j+3]]&63)&1 != 0 {
+			break
+		}
+	}
+	return j
 }
 
 // scanAll is scan without skipping: the DFA reads every byte.

@@ -103,6 +103,7 @@ func acPatternSets(t testing.TB) []*acMatcher {
 	for _, ps := range [][]string{
 		{"a"}, {"ab"}, {"abc"}, {"a", "ab", "abc", "bc", "c"}, {"aa", "aaa", "aaaa"}, {"s.", "ey", "key", "api", "apikey", "eyj"},
 		{"abab", "bab", "ba"}, {"x", "xyzzy", "yz"}, {"hunter2", "aHVudGVy", "68756e"}, {"ab", "ab", "b"},
+		{"abcd", "abcx", "bcyz", "cab", "zz"}, {"keys", "apis", "ey_", "s-ap"},
 	} {
 		sets = append(sets, newAC(ps, true), newAC(ps, false))
 	}
@@ -127,12 +128,13 @@ func TestACScan_Exact(t *testing.T) {
 	}
 	for range 3000 {
 		texts = append(texts, randomBytes(r, "abcxyzABCKEYSey.s_-api\n ", r.IntN(64)))
+		texts = append(texts, randomBytes(r, "abcdxyz", r.IntN(32)))
 	}
 	for _, c := range secretCases() {
 		texts = append(texts, []byte(c))
 	}
 	for _, m := range sets {
-		if m.tri == nil {
+		if m.tri == nil || m.tri1 == nil {
 			t.Fatal("no skip table: the test proves nothing")
 		}
 		for _, src := range texts {

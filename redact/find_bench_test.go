@@ -82,3 +82,13 @@ func BenchmarkFind_CodePII(b *testing.B) {
 		e.Find(p)
 	}
 }
+
+// BenchmarkACScan measures the keyword scan of Find alone.
+func BenchmarkACScan(b *testing.B) {
+	e, _ := redact.New(redact.Config{Secrets: true})
+	p := benchCodePrompt()
+	b.SetBytes(int64(len(p)))
+	for b.Loop() {
+		redact.ScanKeywords(e, p)
+	}
+}
