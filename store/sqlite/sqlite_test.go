@@ -516,3 +516,22 @@ func TestStore_TaskRefusals(t *testing.T) {
 		})
 	})
 }
+
+// BenchmarkAppendUsage writes batches of 200 usage records, as the
+// gateway's recorder does at about 2,000 requests/s.
+func BenchmarkAppendUsage(b *testing.B) {
+	s := MustOpenStore(b)
+	org, key := storetest.MustBootstrap(b, s)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		recs := make([]*custos.UsageRecord, 200)
+		for i := range recs {
+			recs[i] = &custos.UsageRecord{OrgID: org.ID, KeyID: key.ID, Provider: "mock", Model: "gpt-4o", Route: "chat",
+				TokensIn: 2048, TokensOut: 64, LatencyMS: 0.9, OverheadMS: 0.1, Status: 200, Redactions: 3, Mode: "normal", Time: time.Now()}
+		}
+		if err := s.AppendUsage(ctx, recs); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
