@@ -140,7 +140,7 @@ func (p *bodyParser) object(depth int, skip, isTop bool) error {
 		}
 		name := src[start+1 : end-1]
 		if escaped {
-			name = unescape(nil, name)
+			name, _ = unescapeMap(nil, name, nil)
 		}
 		// Duplicate names.
 		switch {
@@ -514,7 +514,8 @@ type escape struct {
 	start, end, delta int
 }
 
-// unescapeMap is unescape that also appends the escapes of s to escs.
+// unescapeMap appends the unescaped form of s, the validated contents of
+// a JSON string (scanString), to dst, and its escapes to escs.
 func unescapeMap(dst, s []byte, escs []escape) ([]byte, []escape) {
 	dst = slices.Grow(dst, len(s))
 	base, n := len(dst), len(s)
@@ -552,46 +553,6 @@ func unescapeMap(dst, s []byte, escs []escape) ([]byte, []escape) {
 		s = s[l:]
 		// Offsets from base: the raw offset of what follows is n-len(s).
 		escs = append(escs, escape{start: start - base, end: len(dst) - base, delta: (n - len(s)) - (len(dst) - base)})
-	}
-}
-
-// unescape appends the unescaped form of s, the validated contents of a
-// JSON string (scanString), to dst.
-func unescape(dst, s []byte) []byte {
-	dst = slices.Grow(dst, len(s))
-	for {
-		j := bytes.IndexByte(s, '\\')
-		if j < 0 {
-			return append(dst, s...)
-		}
-		dst = append(dst, s[:j]...)
-		s = s[j:]
-		switch s[1] {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r, _ := hex4(s[2:])
-			if utf16.IsSurrogate(r) {
-				r2, _ := hex4(s[8:])
-				dst = utf8.AppendRune(dst, utf16.DecodeRune(r, r2))
-				s = s[12:]
-				continue
-			}
-			dst = utf8.AppendRune(dst, r)
-			s = s[6:]
-			continue
-		default: // '"', '\\', '/'
-			dst = append(dst, s[1])
-		}
-		s = s[2:]
 	}
 }
 
@@ -739,7 +700,7 @@ func eachMemberAt(src []byte, i, depth int, fn func(name, value []byte)) (int, b
 		}
 		name := src[i+1 : end-1]
 		if escaped {
-			name = unescape(nil, name)
+			name, _ = unescapeMap(nil, name, nil)
 		}
 		i = skipSpace(src, end)
 		if i >= len(src) || src[i] != ':' {

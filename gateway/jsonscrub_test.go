@@ -124,11 +124,19 @@ func BenchmarkScrubBody(b *testing.B) {
 		map[string]any{"role": "system", "content": "You are a reviewer."},
 		map[string]any{"role": "user", "content": sb.String()},
 	}})
-	b.SetBytes(int64(len(body)))
-	for b.Loop() {
-		if _, _, err := scrubBody(body, newScrubber(e), true); err != nil {
-			b.Fatal(err)
-		}
+	for _, impl := range []struct {
+		name string
+		fn   func([]byte, *scrubber, bool) ([]byte, top, error)
+	}{{"pass", scrubBody}, {"jsontext", scrubBodyRef}} {
+		b.Run(impl.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, err := impl.fn(body, newScrubber(e), true); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
@@ -261,24 +269,6 @@ func FuzzScrubBody(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		checkScrubBodySame(t, e, in)
 	})
-}
-
-func BenchmarkScrubBodyRef(b *testing.B) {
-	e := testEngine(b)
-	var sb strings.Builder
-	for sb.Len() < 8000 {
-		sb.WriteString("func (c *Client) Fetch(ctx context.Context, page int) ([]Item, error) {\n\treturn nil, fmt.Errorf(\"status %d\", resp.StatusCode)\n}\n")
-	}
-	body, _ := json.Marshal(map[string]any{"model": "gpt-4o", "max_tokens": 1024, "messages": []any{
-		map[string]any{"role": "system", "content": "You are a reviewer."},
-		map[string]any{"role": "user", "content": sb.String()},
-	}})
-	b.SetBytes(int64(len(body)))
-	for b.Loop() {
-		if _, _, err := scrubBodyRef(body, newScrubber(e), true); err != nil {
-			b.Fatal(err)
-		}
-	}
 }
 
 // checkScanSame fails unless validJSON agrees with jsontext (duplicate
