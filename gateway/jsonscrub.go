@@ -41,7 +41,8 @@ const streamOptions = `"stream_options":{"include_usage":true}`
 // returns it with every text string redacted by sc — the same strings
 // redactValue redacts — in one pass, without building a tree. What is not
 // redacted (names, numbers, literals, strings with nothing found) is copied
-// as it came; a redacted string is written back quoted. With
+// as it came; a redacted string keeps the caller's escapes around its
+// placeholders (splice), or is quoted anew when that cannot be. With
 // addStreamOptions, a streaming request without stream_options gets
 // {"include_usage":true}. When nothing changes the result is a sub-slice of raw.
 func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, error) {
@@ -50,7 +51,7 @@ func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, er
 		p.names, p.buf, p.escs = s.names, s.buf, s.escs
 		defer func() {
 			clear(p.names[:cap(p.names)]) // they point into raw
-			if cap(p.buf) <= maxPooled {
+			if cap(p.buf) <= maxPooled && cap(p.escs) <= maxEscapes {
 				s.names, s.buf, s.escs = p.names[:0], p.buf[:0], p.escs[:0]
 				scratchPool.Put(s)
 			}
@@ -82,6 +83,7 @@ type bodyScratch struct {
 	escs  []escape
 }
 
+// scratchPool holds the bodyScratch of finished passes.
 var scratchPool = sync.Pool{New: func() any { return new(bodyScratch) }}
 
 // maxPooled is the largest unescape buffer kept for the next request.
@@ -140,7 +142,7 @@ func (p *bodyParser) object(depth int, skip, isTop bool) error {
 		}
 		name := src[start+1 : end-1]
 		if escaped {
-			name, _ = unescapeMap(nil, name, nil)
+			name, _, _ = unescapeMap(nil, name, nil, 0)
 		}
 		// Duplicate names.
 		switch {
@@ -286,8 +288,9 @@ func (p *bodyParser) str(key []byte, skip, inTop bool) error {
 	p.i = end
 	content := src[start+1 : end-1]
 	p.escs = p.escs[:0]
+	mapped := true // p.escs holds every escape of the string
 	if escaped {
-		p.buf, p.escs = unescapeMap(p.buf[:0], content, p.escs)
+		p.buf, p.escs, mapped = unescapeMap(p.buf[:0], content, p.escs, maxEscapes)
 		content = p.buf
 	}
 	if inTop && string(key) == "model" {
@@ -315,7 +318,7 @@ func (p *bodyParser) str(key []byte, skip, inTop bool) error {
 		return nil
 	}
 	p.flush(start)
-	if !p.splice(src[start+1:end-1], fs) {
+	if !mapped || !p.splice(src[start+1:end-1], fs) {
 		p.out = appendQuoted(p.out, redact.Apply(content, fs))
 	}
 	p.copied = end
@@ -514,15 +517,22 @@ type escape struct {
 	start, end, delta int
 }
 
+// maxEscapes bounds the escapes of one string that are recorded for
+// splicing (24 bytes each): a string with more is quoted anew instead, so a
+// body of escapes cannot make the map ten times its size.
+const maxEscapes = 1 << 16
+
 // unescapeMap appends the unescaped form of s, the validated contents of
-// a JSON string (scanString), to dst, and its escapes to escs.
-func unescapeMap(dst, s []byte, escs []escape) ([]byte, []escape) {
+// a JSON string (scanString), to dst, and its escapes to escs as long as
+// escs holds fewer than limit; complete reports whether all fit.
+func unescapeMap(dst, s []byte, escs []escape, limit int) (_ []byte, _ []escape, complete bool) {
 	dst = slices.Grow(dst, len(s))
 	base, n := len(dst), len(s)
+	complete = true
 	for {
 		j := bytes.IndexByte(s, '\\')
 		if j < 0 {
-			return append(dst, s...), escs
+			return append(dst, s...), escs, complete
 		}
 		dst = append(dst, s[:j]...)
 		s = s[j:]
@@ -552,6 +562,10 @@ func unescapeMap(dst, s []byte, escs []escape) ([]byte, []escape) {
 		}
 		s = s[l:]
 		// Offsets from base: the raw offset of what follows is n-len(s).
+		if len(escs) >= limit {
+			complete = false
+			continue
+		}
 		escs = append(escs, escape{start: start - base, end: len(dst) - base, delta: (n - len(s)) - (len(dst) - base)})
 	}
 }
@@ -700,7 +714,7 @@ func eachMemberAt(src []byte, i, depth int, fn func(name, value []byte)) (int, b
 		}
 		name := src[i+1 : end-1]
 		if escaped {
-			name, _ = unescapeMap(nil, name, nil)
+			name, _, _ = unescapeMap(nil, name, nil, 0)
 		}
 		i = skipSpace(src, end)
 		if i >= len(src) || src[i] != ':' {

@@ -331,3 +331,16 @@ func TestScrubBodyKeepsEscapes(t *testing.T) {
 		t.Errorf("got  %s\nwant %s", out, want)
 	}
 }
+
+// TestScrubBodyManyEscapes checks a string with more escapes than are
+// mapped for splicing is still redacted (quoted anew) exactly as the
+// reference does.
+func TestScrubBodyManyEscapes(t *testing.T) {
+	body := `{"model":"m","input":"` + strings.Repeat(`\n`, maxEscapes+10) + ` ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW \u00e9"}`
+	checkScrubBodySame(t, testEngine(t), []byte(body))
+	out, _, err := scrubBody([]byte(body), newScrubber(testEngine(t)), false)
+	if err != nil || bytes.Contains(out, []byte("ghp_")) || !bytes.Contains(out, []byte("[[SECRET_1]]")) {
+		tail := out[max(0, len(out)-100):]
+		t.Fatalf("not redacted (%v): …%q", err, tail)
+	}
+}
