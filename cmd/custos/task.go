@@ -513,11 +513,7 @@ func (c *CLI) taskUpload(ctx context.Context, args []string) error {
 		seen[n] = true
 		ups = append(ups, upload{file, n})
 	}
-	api, server, err := c.taskClient()
-	if err != nil {
-		return err
-	}
-	pf, err := c.loadPermit(f, server, *project, *task)
+	api, pf, err := c.taskPermit(f, *project, *task)
 	if err != nil {
 		return err
 	}
@@ -560,6 +556,20 @@ func artifactNameOf(file string) string {
 		return path.Base(p)
 	}
 	return p
+}
+
+// taskPermit returns the tasks API of the configured server and the
+// permit for task (of project, if given) saved for that server.
+func (c *CLI) taskPermit(f *cmdFlags, project, task string) (taskAPI, *permitFile, error) {
+	api, server, err := c.taskClient()
+	if err != nil {
+		return nil, nil, err
+	}
+	pf, err := c.loadPermit(f, server, project, task)
+	if err != nil {
+		return nil, nil, err
+	}
+	return api, pf, nil
 }
 
 // checkTaskFlags validates --task (required), --project and --run.
@@ -606,11 +616,7 @@ func (c *CLI) taskList(ctx context.Context, args []string) error {
 	if err := c.checkTaskFlags(f, *task, *project, *run); err != nil {
 		return err
 	}
-	api, server, err := c.taskClient()
-	if err != nil {
-		return err
-	}
-	pf, err := c.loadPermit(f, server, *project, *task)
+	api, pf, err := c.taskPermit(f, *project, *task)
 	if err != nil {
 		return err
 	}
@@ -687,11 +693,7 @@ func (c *CLI) taskDownload(ctx context.Context, args []string) error {
 			}
 		}
 	}
-	api, server, err := c.taskClient()
-	if err != nil {
-		return err
-	}
-	pf, err := c.loadPermit(f, server, *project, *task)
+	api, pf, err := c.taskPermit(f, *project, *task)
 	if err != nil {
 		return err
 	}
@@ -737,11 +739,7 @@ func (c *CLI) taskComplete(ctx context.Context, args []string) error {
 	if err := c.checkTaskFlags(f, *task, *project, *run); err != nil {
 		return err
 	}
-	api, server, err := c.taskClient()
-	if err != nil {
-		return err
-	}
-	pf, err := c.loadPermit(f, server, *project, *task)
+	api, pf, err := c.taskPermit(f, *project, *task)
 	if err != nil {
 		return err
 	}
