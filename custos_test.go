@@ -1,6 +1,8 @@
 package custos_test
 
 import (
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +64,37 @@ func TestValidateID(t *testing.T) {
 	for _, bad := range []string{"", "dev_", "dev_123", "key_" + id[4:], "dev_ABCDEF0123456789", "dev_0123456789abcdef0", "d_0123456789abcdef"} {
 		if custos.ValidateID(custos.PrefixDevice, bad) == nil {
 			t.Errorf("ValidateID accepted %q", bad)
+		}
+	}
+}
+
+func TestNewTimeID(t *testing.T) {
+	// Ensure time ids are prefix_ + 28 lowercase hex digits, sort by time
+	// (to the millisecond), differ at the same time, and start at 0
+	// before 1970.
+	form := regexp.MustCompile(`^use_[0-9a-f]{28}$`)
+	base := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	prev := ""
+	for i := range 1000 {
+		at := base.Add(time.Duration(i) * time.Millisecond)
+		id := custos.NewTimeID(custos.PrefixUsage, at)
+		if !form.MatchString(id) {
+			t.Fatalf("NewTimeID = %q", id)
+		}
+		if ms, err := strconv.ParseInt(id[4:16], 16, 64); err != nil || ms != at.UnixMilli() {
+			t.Fatalf("time part of %q = %d, %v; want %d", id, ms, err, at.UnixMilli())
+		}
+		if id <= prev {
+			t.Fatalf("%q after %q does not sort after it", id, prev)
+		}
+		prev = id
+	}
+	if a, b := custos.NewTimeID("use", base), custos.NewTimeID("use", base); a == b {
+		t.Fatalf("two ids at the same time are equal: %q", a)
+	}
+	for _, at := range []time.Time{{}, time.Unix(-5, 0)} {
+		if id := custos.NewTimeID("use", at); id[4:16] != "000000000000" {
+			t.Errorf("NewTimeID(%v) = %q", at, id)
 		}
 	}
 }

@@ -305,9 +305,6 @@ func sortedWindows(wins []custos.BudgetWindow) []custos.BudgetWindow {
 const usageCols = `id, org_id, key_id, provider, model, route, tokens_in, tokens_out, latency_ms, overhead_ms,
 	status, redactions, known_hits, stream, mode, time`
 
-// usagePrefix is the id prefix AppendUsage gives a record without an id.
-const usagePrefix = "use"
-
 // AppendUsage inserts recs in one transaction. A record without an ID gets
 // one. Returns ECONFLICT if an id exists.
 func (s *Store) AppendUsage(ctx context.Context, recs []*custos.UsageRecord) error {
@@ -316,7 +313,7 @@ func (s *Store) AppendUsage(ctx context.Context, recs []*custos.UsageRecord) err
 	}
 	for _, u := range recs {
 		if u.ID == "" {
-			u.ID = custos.NewID(usagePrefix)
+			u.ID = custos.NewTimeID(custos.PrefixUsage, u.Time)
 		}
 	}
 	return s.tx(ctx, "append usage", func(tx pgx.Tx) error {

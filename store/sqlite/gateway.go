@@ -303,9 +303,6 @@ func (s *Store) SettleBudget(ctx context.Context, r *custos.Reservation, used in
 const usageCols = `id, org_id, key_id, provider, model, route, tokens_in, tokens_out, latency_ms, overhead_ms,
 	status, redactions, known_hits, stream, mode, time`
 
-// usagePrefix is the id prefix AppendUsage gives a record without an id.
-const usagePrefix = "use"
-
 // AppendUsage inserts recs in one transaction. A record without an ID gets
 // one. Returns ECONFLICT if an id exists.
 func (s *Store) AppendUsage(ctx context.Context, recs []*custos.UsageRecord) error {
@@ -315,7 +312,7 @@ func (s *Store) AppendUsage(ctx context.Context, recs []*custos.UsageRecord) err
 	return s.write(ctx, func(w *wtx) error {
 		for _, u := range recs {
 			if u.ID == "" {
-				u.ID = custos.NewID(usagePrefix)
+				u.ID = custos.NewTimeID(custos.PrefixUsage, u.Time)
 			}
 			if _, err := w.exec(`INSERT INTO usage_records (`+usageCols+`, day)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
