@@ -1,0 +1,206 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ---- the server processes, seen from the load generator ----
+
+// proc is a server the bench started as a child process of its own.
+type proc struct {
+	role  string
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	out   *bufio.Reader
+	url   string // its base URL
+	token string // custos: the caller's API key
+
+	mu sync.Mutex // one command at a time
+}
+
+// startProc starts the bench's own executable as a server of role, with
+// env added to its environment, and waits for its hello.
+func startProc(role string, env ...string) (*proc, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(exe) // #nosec G204 -- the bench's own executable
+	cmd.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
+	cmd.Stderr = os.Stderr
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", role, err)
+	}
+	p := &proc{role: role, cmd: cmd, in: in, out: bufio.NewReader(out)}
+	var h hello
+	line, err := p.out.ReadBytes('\n')
+	if err == nil {
+		err = json.Unmarshal(line, &h)
+	}
+	if err == nil && h.Error != "" {
+		err = errors.New(h.Error)
+	}
+	if err != nil {
+		p.close()
+		return nil, fmt.Errorf("start %s: %w", role, err)
+	}
+	p.url, p.token = h.URL, h.Token
+	return p, nil
+}
+
+// call sends one command (see commands) and returns its answer.
+func (p *proc) call(cmd string) (string, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, err := io.WriteString(p.in, cmd+"\n"); err != nil {
+		return "", fmt.Errorf("%s: %w", p.role, err)
+	}
+	line, err := p.out.ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", p.role, err)
+	}
+	line = strings.TrimSpace(line)
+	if reason, ok := strings.CutPrefix(line, "error: "); ok {
+		return "", fmt.Errorf("%s: %s", p.role, reason)
+	}
+	return line, nil
+}
+
+// cpu returns the CPU time the process has used so far.
+func (p *proc) cpu() (time.Duration, error) {
+	s, err := p.call("cpu")
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: cpu: %w", p.role, err)
+	}
+	return time.Duration(n), nil
+}
+
+// close ends the process: its stdin closes, it shuts its server down and
+// exits; one that does not within 10 s is killed.
+func (p *proc) close() {
+	_ = p.in.Close()
+	done := make(chan struct{})
+	go func() {
+		_ = p.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// fixture is the run's server processes and the targets that reach them.
+type fixture struct {
+	upstream, proxy, custos *proc
+	token                   string    // the caller's custos API key
+	targets                 []*target // direct, reverse proxy, custos
+	placeholders            int       // in a request after custos redacts it (see check)
+}
+
+// setup starts the upstream, the reverse proxy and custos (with its data
+// in dir), each in a process of its own.
+func setup(dir string) (_ *fixture, err error) {
+	f := &fixture{}
+	defer func() {
+		if err != nil {
+			f.close()
+		}
+	}()
+	if f.upstream, err = startProc(roleUpstream); err != nil {
+		return nil, err
+	}
+	up := upstreamEnv + "=" + f.upstream.url
+	if f.proxy, err = startProc(roleProxy, up); err != nil {
+		return nil, err
+	}
+	if f.custos, err = startProc(roleCustos, up, dirEnv+"="+dir); err != nil {
+		return nil, err
+	}
+	f.token = f.custos.token
+	const path = "/v1/chat/completions"
+	f.targets = []*target{
+		newTarget("direct", f.upstream.url+path, f.token, nil),
+		newTarget("reverse proxy", f.proxy.url+path, f.token, f.proxy),
+		newTarget("custos", f.custos.url+path, f.token, f.custos),
+	}
+	return f, nil
+}
+
+// procs returns the processes started.
+func (f *fixture) procs() []*proc {
+	var ps []*proc
+	for _, p := range []*proc{f.upstream, f.proxy, f.custos} {
+		if p != nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+func (f *fixture) close() {
+	for _, p := range f.procs() {
+		p.close()
+	}
+}
+
+// cpu returns the CPU time used so far by all the bench's processes (the
+// load generator, the upstream and both proxies) and by t's own server
+// process (0 for direct).
+func (f *fixture) cpu(t *target) (all, own time.Duration, err error) {
+	all = processCPU()
+	for _, p := range f.procs() {
+		d, err := p.cpu()
+		if err != nil {
+			return 0, 0, err
+		}
+		all += d
+		if p == t.proc {
+			own = d
+		}
+	}
+	return all, own, nil
+}
+
+// each sends cmd to every server process, naming FILE after the role:
+// custos's in base, the others' in base.ROLE.
+func (f *fixture) each(cmd, base string) error {
+	for _, p := range f.procs() {
+		name := base
+		if p.role != roleCustos {
+			name += "." + p.role
+		}
+		c := cmd
+		if base != "" {
+			c += " " + name
+		}
+		if _, err := p.call(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
