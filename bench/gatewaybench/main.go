@@ -22,6 +22,10 @@
 //
 //	go tool pprof -top cpu.out
 //
+// -layout one runs all three servers in the load generator's process
+// instead (the layout of earlier measurements; one profile in FILE): the
+// servers then share one Go runtime with each other and with the load.
+//
 // The client sends an 8 KB chat request (a system prompt and a user message
 // with code, holding planted fake secrets) to each of the three targets —
 // direct to the upstream, through the reverse proxy, through custos — non
@@ -84,6 +88,7 @@ type options struct {
 	rounds     int
 	out        string
 	cpuprofile string
+	layout     string
 	memprofile string
 }
 
@@ -96,6 +101,7 @@ func run() error {
 	flag.IntVar(&o.rounds, "rounds", 4, "rounds the rate and throughput phases are split into, rotating the targets")
 	flag.StringVar(&o.out, "out", "", "also write the table (markdown) to this `FILE`")
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured phases to `FILE`")
+	flag.StringVar(&o.layout, "layout", layoutProcesses, "where the servers run: "+layoutProcesses+" (each in its own) or "+layoutOne+" (all in this one)")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile to `FILE` at the end")
 	flag.Parse()
 	if o.duration <= 0 || o.rate <= 0 || o.seqN <= 0 || o.conc <= 0 || o.rounds <= 0 {
@@ -108,7 +114,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	fx, err := setup(tmp)
+	fx, err := setup(tmp, o.layout)
 	if err != nil {
 		return err
 	}
@@ -136,7 +142,11 @@ func run() error {
 	}
 
 	if o.cpuprofile != "" {
-		f, err := os.Create(o.cpuprofile + ".load-generator")
+		name := o.cpuprofile
+		if o.layout == layoutProcesses {
+			name += ".load-generator"
+		}
+		f, err := os.Create(name)
 		if err != nil {
 			return err
 		}
@@ -192,13 +202,17 @@ func run() error {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "Measured %s on %s/%s, %d CPUs, %s, GOGC=%s; command: `go run ./bench/gatewaybench -duration %s -rate %.0f -seq %d -conc %d -rounds %d`\n\n",
+	fmt.Fprintf(&b, "Measured %s on %s/%s, %d CPUs, %s, GOGC=%s; command: `go run ./bench/gatewaybench -layout %s -duration %s -rate %.0f -seq %d -conc %d -rounds %d`\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), gogc,
-		o.duration, o.rate, o.seqN, o.conc, o.rounds)
-	fmt.Fprintf(&b, "On loopback, each in a process of its own: mock OpenAI upstream, bare `httputil.ReverseProxy`, custos configured as `custos serve` runs it (API handler + model gateway; key, providers, budgets and the org's setup from the vault on SQLite; redaction of secrets, PII and the org's stored values; AI rate limits; usage recorded; egress client), load generator. "+
+		o.layout, o.duration, o.rate, o.seqN, o.conc, o.rounds)
+	where := "each in a process of its own"
+	if o.layout == layoutOne {
+		where = "all in one process"
+	}
+	fmt.Fprintf(&b, "On loopback, %s: mock OpenAI upstream, bare `httputil.ReverseProxy`, custos configured as `custos serve` runs it (API handler + model gateway; key, providers, budgets and the org's setup from the vault on SQLite; redaction of secrets, PII and the org's stored values; AI rate limits; usage recorded; egress client), load generator. "+
 		"Request: %d-byte chat completion (%d bytes streaming; system + user message with code), %d placeholders per request after custos redacts it (3 planted values: GitHub token, AWS key id, email). "+
 		"Latency is to the end of the answer (the end of the stream when streaming); at the fixed rate it counts from each request's scheduled send time. Added = target − direct in the same phase.\n\n",
-		len(p.plain), len(p.stream), fx.placeholders)
+		where, len(p.plain), len(p.stream), fx.placeholders)
 	fmt.Fprintln(&b, "| mode | load | target | requests | errors | p50 | p99 | added p50 | added p99 | first byte p50 | first byte p99 |")
 	fmt.Fprintln(&b, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range lat {
@@ -217,17 +231,24 @@ func run() error {
 	fmt.Fprintf(&b, "\nAt %s the load generator itself sends p50 %s, p99 %s after the scheduled time (Go's timers sleep at least about 1 ms on an idle core); that lag is in every row of the phase, direct included, and cancels out of the added latency.\n",
 		rateLoad, ms(d.late50), ms(d.late99))
 	fmt.Fprintf(&b, "\nThroughput, %d concurrent clients:\n\n", o.conc)
-	fmt.Fprintln(&b, "| mode | target | requests | errors | req/s | vs reverse proxy | CPU µs/request | of which the target's process |")
+	fmt.Fprintln(&b, "| mode | target | requests | errors | req/s | vs reverse proxy | CPU µs/request | of which the target |")
 	fmt.Fprintln(&b, "|---|---|--:|--:|--:|--:|--:|--:|")
 	for _, r := range tput {
 		own := "—"
 		if r.target != "direct" {
 			own = fmt.Sprintf("%.0f", float64(r.own)/1e3)
+			if o.layout == layoutOne {
+				own = fmt.Sprintf("%.0f", float64(r.cpu-findTput(tput, r.mode, "direct").cpu)/1e3)
+			}
 		}
 		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.0f | %.2f× | %.0f | %s |\n", r.mode, r.target, r.n, r.errors, r.rps, r.ratio, float64(r.cpu)/1e3, own)
 	}
 	fmt.Fprintln(&b, "\nCPU µs/request is the CPU time of all the bench's processes (load generator, upstream, both proxies) in the phase over its requests;")
-	fmt.Fprintln(&b, "\"of which the target's process\" is the reverse proxy's or custos's own process alone.")
+	if o.layout == layoutOne {
+		fmt.Fprintln(&b, "\"of which the target\" subtracts the direct row's, leaving what the proxy in between costs per request.")
+	} else {
+		fmt.Fprintln(&b, "\"of which the target\" is the reverse proxy's or custos's own process alone.")
+	}
 	fmt.Fprintln(&b, "\nTargets (custos):")
 	fmt.Fprintln(&b, "\n| mode | target | measured | result |")
 	fmt.Fprintln(&b, "|---|---|--:|---|")

@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -114,41 +116,88 @@ func (p *proc) close() {
 	}
 }
 
-// fixture is the run's server processes and the targets that reach them.
+// Layouts of the servers (-layout).
+const (
+	layoutProcesses = "processes" // each server in a process of its own
+	layoutOne       = "one"       // all servers in the load generator's process
+)
+
+// fixture is the run's servers and the targets that reach them.
 type fixture struct {
-	upstream, proxy, custos *proc
+	layout                  string
+	upstream, proxy, custos *proc          // layoutProcesses
+	servers                 []*http.Server // layoutOne
+	cleanup                 func()         // layoutOne: closes custos
+	upURL, custosURL        string
 	token                   string    // the caller's custos API key
 	targets                 []*target // direct, reverse proxy, custos
 	placeholders            int       // in a request after custos redacts it (see check)
 }
 
 // setup starts the upstream, the reverse proxy and custos (with its data
-// in dir), each in a process of its own.
-func setup(dir string) (_ *fixture, err error) {
-	f := &fixture{}
+// in dir): each in a process of its own, or all in this one.
+func setup(dir, layout string) (_ *fixture, err error) {
+	f := &fixture{layout: layout}
 	defer func() {
 		if err != nil {
 			f.close()
 		}
 	}()
-	if f.upstream, err = startProc(roleUpstream); err != nil {
-		return nil, err
+	var proxyURL string
+	switch layout {
+	case layoutProcesses:
+		if f.upstream, err = startProc(roleUpstream); err != nil {
+			return nil, err
+		}
+		up := upstreamEnv + "=" + f.upstream.url
+		if f.proxy, err = startProc(roleProxy, up); err != nil {
+			return nil, err
+		}
+		if f.custos, err = startProc(roleCustos, up, dirEnv+"="+dir); err != nil {
+			return nil, err
+		}
+		f.upURL, proxyURL, f.custosURL, f.token = f.upstream.url, f.proxy.url, f.custos.url, f.custos.token
+	case layoutOne:
+		if f.upURL, err = f.serve(newUpstreamMux()); err != nil {
+			return nil, err
+		}
+		rp, err := newReverseProxy(f.upURL)
+		if err != nil {
+			return nil, err
+		}
+		if proxyURL, err = f.serve(rp); err != nil {
+			return nil, err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		h, token, cleanup, err := newCustos(ctx, dir, f.upURL)
+		f.cleanup = func() { cancel(); cleanup() }
+		if err != nil {
+			return nil, err
+		}
+		if f.custosURL, err = f.serve(h); err != nil {
+			return nil, err
+		}
+		f.token = token
+	default:
+		return nil, fmt.Errorf("-layout %q: want %s or %s", layout, layoutProcesses, layoutOne)
 	}
-	up := upstreamEnv + "=" + f.upstream.url
-	if f.proxy, err = startProc(roleProxy, up); err != nil {
-		return nil, err
-	}
-	if f.custos, err = startProc(roleCustos, up, dirEnv+"="+dir); err != nil {
-		return nil, err
-	}
-	f.token = f.custos.token
 	const path = "/v1/chat/completions"
 	f.targets = []*target{
-		newTarget("direct", f.upstream.url+path, f.token, nil),
-		newTarget("reverse proxy", f.proxy.url+path, f.token, f.proxy),
-		newTarget("custos", f.custos.url+path, f.token, f.custos),
+		newTarget("direct", f.upURL+path, f.token, nil),
+		newTarget("reverse proxy", proxyURL+path, f.token, f.proxy),
+		newTarget("custos", f.custosURL+path, f.token, f.custos),
 	}
 	return f, nil
+}
+
+// serve serves h in this process (layoutOne).
+func (f *fixture) serve(h http.Handler) (string, error) {
+	s, u, err := serve(h)
+	if err != nil {
+		return "", err
+	}
+	f.servers = append(f.servers, s)
+	return u, nil
 }
 
 // procs returns the processes started.
@@ -166,11 +215,19 @@ func (f *fixture) close() {
 	for _, p := range f.procs() {
 		p.close()
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, s := range f.servers {
+		_ = s.Shutdown(ctx)
+	}
+	if f.cleanup != nil {
+		f.cleanup()
+	}
 }
 
 // cpu returns the CPU time used so far by all the bench's processes (the
 // load generator, the upstream and both proxies) and by t's own server
-// process (0 for direct).
+// process (0 for direct, and in layoutOne).
 func (f *fixture) cpu(t *target) (all, own time.Duration, err error) {
 	all = processCPU()
 	for _, p := range f.procs() {

@@ -146,7 +146,7 @@ func (f *fixture) check(p *prompt) error {
 			body = p.stream
 		}
 		body = bytes.Replace(body, []byte(`"model":"`+benchModel+`"`), []byte(`"model":"`+echoModel+`"`), 1)
-		t := newTarget("custos", f.custos.url+"/v1/chat/completions", f.token, f.custos)
+		t := newTarget("custos", f.custosURL+"/v1/chat/completions", f.token, f.custos)
 		req, err := t.request(body)
 		if err != nil {
 			return err
@@ -167,7 +167,7 @@ func (f *fixture) check(p *prompt) error {
 		if err != nil {
 			return fmt.Errorf("stream=%v: %w", stream, err)
 		}
-		got, err := lastEchoed(f.upstream.url)
+		got, err := lastEchoed(f.upURL)
 		if err != nil {
 			return err
 		}
