@@ -146,7 +146,7 @@ func run() error {
 		if o.layout == layoutProcesses {
 			name += ".load-generator"
 		}
-		f, err := os.Create(name)
+		f, err := os.Create(name) // #nosec G304 -- a profile named on the command line
 		if err != nil {
 			return err
 		}

@@ -211,6 +211,7 @@ func (f *fixture) procs() []*proc {
 	return ps
 }
 
+// close stops the servers; it may be called again.
 func (f *fixture) close() {
 	for _, p := range f.procs() {
 		p.close()
@@ -220,8 +221,10 @@ func (f *fixture) close() {
 	for _, s := range f.servers {
 		_ = s.Shutdown(ctx)
 	}
+	f.servers = nil
 	if f.cleanup != nil {
 		f.cleanup()
+		f.cleanup = nil
 	}
 }
 

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve a role, as the command's own
+// executable does when the bench starts its server processes.
+func TestMain(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" {
+		if err := serveRole(role); err != nil {
+			fmt.Fprintf(os.Stderr, "gatewaybench %s: %v\n", role, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestSetup proves, in both layouts, that the bench's servers start, that
+// the redaction check passes (the upstream sees placeholders and no
+// planted value; the caller gets every value back), that every target
+// answers both modes, that CPU is read from each server process, and that
+// closing stops the processes.
+func TestSetup(t *testing.T) {
+	p, err := newPrompt()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, layout := range []string{layoutProcesses, layoutOne} {
+		t.Run(layout, func(t *testing.T) {
+			fx, err := setup(t.TempDir(), layout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fx.close()
+			if err := fx.check(p); err != nil {
+				t.Fatal(err)
+			}
+			if fx.placeholders < len(p.planted) {
+				t.Fatalf("the check counted %d placeholders, want at least %d", fx.placeholders, len(p.planted))
+			}
+			for _, m := range []mode{
+				{"non-streaming", false, p.plain, bytes.Index(p.plain, []byte(nonceSlot))},
+				{"streaming", true, p.stream, bytes.Index(p.stream, []byte(nonceSlot))},
+			} {
+				for _, tg := range fx.targets {
+					if s := tg.do(m, time.Now()); !s.ok {
+						t.Errorf("%s, %s: %s", tg.name, m.name, s.err)
+					} else if (tg.name == "custos") != (s.overhead >= 0) {
+						t.Errorf("%s, %s: X-Custos-Overhead-Ms %v", tg.name, m.name, s.overhead)
+					}
+				}
+			}
+			_, own, err := fx.cpu(fx.targets[2])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (layout == layoutProcesses) != (own > 0) {
+				t.Errorf("custos's own CPU = %v in layout %s", own, layout)
+			}
+			fx.close()
+			for _, pr := range fx.procs() {
+				if pr.cmd.ProcessState == nil || !pr.cmd.ProcessState.Exited() {
+					t.Errorf("%s still runs after close", pr.role)
+				}
+			}
+		})
+	}
+}
+
+// TestStartProcRefusesUnknownRole proves a child that cannot serve its
+// role reports why instead of leaving the bench waiting.
+func TestStartProcRefusesUnknownRole(t *testing.T) {
+	p, err := startProc("no-such-role")
+	if err == nil {
+		p.close()
+		t.Fatal("an unknown role started")
+	}
+}
