@@ -253,6 +253,8 @@ func (e *env) checkUpstream(path, provHeader, provValue string) seen {
 	return s
 }
 
+var usageID = regexp.MustCompile(`^use_[0-9a-f]{28}$`)
+
 func (e *env) lastUsage() custos.UsageRecord {
 	e.t.Helper()
 	for range 200 {
@@ -271,6 +273,10 @@ func (e *env) lastUsage() custos.UsageRecord {
 	}
 	u := e.usage[len(e.usage)-1]
 	e.usage = nil
+	// The id sorts by time (custos.NewTimeID), so the table grows at one end.
+	if !usageID.MatchString(u.ID) || u.ID[len(gateway.IDPrefix)+1:][:12] != fmt.Sprintf("%012x", u.Time.UnixMilli()) {
+		e.t.Errorf("usage id %q for a record of %v", u.ID, u.Time)
+	}
 	b, _ := json.Marshal(u)
 	for _, v := range []string{e.tok, e.email, custosKey, "see "} {
 		if strings.Contains(string(b), v) {

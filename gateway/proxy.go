@@ -36,7 +36,7 @@ type request struct {
 }
 
 // IDPrefix is the prefix of usage record ids.
-const IDPrefix = "use"
+const IDPrefix = custos.PrefixUsage
 
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route) {
 	rq := &request{h: h, f: f, rt: rt, start: time.Now()}
@@ -98,7 +98,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 		rq.stream = false
 	}
 	rq.usage = custos.UsageRecord{
-		ID: custos.NewID(IDPrefix), OrgID: key.OrgID, KeyID: key.ID,
+		ID: custos.NewTimeID(IDPrefix, rq.start), OrgID: key.OrgID, KeyID: key.ID,
 		Model: clip(model, 128), Route: rt.String(), Stream: rq.stream, Mode: h.cfg.Mode, Time: rq.start.UTC(),
 	}
 	defer rq.record()
