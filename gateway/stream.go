@@ -55,7 +55,6 @@ func (rq *request) streamResponse(ctx context.Context, w http.ResponseWriter, re
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(resp.StatusCode)
-	_ = rc.Flush()
 	rq.usage.Status = resp.StatusCode
 	br, _ := readers.Get().(*bufio.Reader)
 	br.Reset(resp.Body)
@@ -64,6 +63,16 @@ func (rq *request) streamResponse(ctx context.Context, w http.ResponseWriter, re
 		readers.Put(br)
 	}()
 	st := &streamState{rq: rq, w: w, rc: rc, br: br, streams: map[string]*streamRestorer{}}
+	// The headers go out with the first event, in one write; if the
+	// provider is slow to send one, they go out alone after HeaderDelay
+	// (the caller's SDK waits for them).
+	headers := time.AfterFunc(HeaderDelay, st.flushHeaders)
+	defer func() {
+		headers.Stop()
+		st.mu.Lock()
+		st.done = true // a flushHeaders running now has finished
+		st.mu.Unlock()
+	}()
 	var (
 		ev      sseEvent
 		long    []byte // a line longer than br's buffer, so far
@@ -114,7 +123,10 @@ func (rq *request) streamResponse(ctx context.Context, w http.ResponseWriter, re
 		st.handle(&ev)
 	}
 	st.flushAll()
+	st.mu.Lock()
 	_ = rc.Flush()
+	st.sent = true
+	st.mu.Unlock()
 	if readErr != io.EOF && ctx.Err() == nil {
 		// The provider's stream broke (or timed out) while the caller
 		// waits: cut the caller's connection too, so the answer is not
@@ -130,6 +142,9 @@ type streamState struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	br      *bufio.Reader // the provider's stream
+	mu      sync.Mutex    // w and rc: the handler, and flushHeaders once
+	sent    bool          // something (the headers at least) went to the caller
+	done    bool          // the handler is done with w
 	streams map[string]*streamRestorer
 	order   []string
 	last    map[string]any // the last OpenAI chunk decoded, a template for flushes
@@ -158,16 +173,33 @@ func (st *streamState) send(event string, v any) {
 	buf.WriteString("data: ")
 	buf.Write(b)
 	buf.WriteString("\n\n")
-	_, _ = st.w.Write(buf.Bytes())
-	st.flush()
+	st.emit(buf.Bytes())
 }
 
-// flush sends what was written to the caller, unless more of the
-// provider's stream has already arrived: then the next event goes in the
-// same write.
-func (st *streamState) flush() {
+// HeaderDelay is how long a stream's headers wait for its first event
+// before they are sent alone.
+const HeaderDelay = 50 * time.Millisecond
+
+// emit writes b and sends what was written to the caller, unless more of
+// the provider's stream has already arrived: then the next event goes in
+// the same write.
+func (st *streamState) emit(b []byte) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	_, _ = st.w.Write(b)
 	if st.br.Buffered() == 0 {
 		_ = st.rc.Flush()
+		st.sent = true
+	}
+}
+
+// flushHeaders sends the headers if nothing has gone to the caller yet.
+func (st *streamState) flushHeaders() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if !st.sent && !st.done {
+		_ = st.rc.Flush()
+		st.sent = true
 	}
 }
 
@@ -242,27 +274,23 @@ func (st *streamState) usageOnly(ev *sseEvent) {
 
 func (st *streamState) handle(ev *sseEvent) {
 	if !ev.hasData {
-		_, _ = st.w.Write(ev.raw) // comments, retry fields
-		st.flush()
+		st.emit(ev.raw) // comments, retry fields
 		return
 	}
 	if string(ev.data) == "[DONE]" {
 		st.flushAll()
-		_, _ = st.w.Write(ev.raw)
-		st.flush()
+		st.emit(ev.raw)
 		return
 	}
 	if st.passthrough(ev) {
 		st.usageOnly(ev)
 		st.lastRaw = append(st.lastRaw[:0], ev.data...) // ev's buffer is reused
-		_, _ = st.w.Write(ev.raw)
-		st.flush()
+		st.emit(ev.raw)
 		return
 	}
 	var m map[string]any
 	if decode(ev.data, &m) != nil {
-		_, _ = st.w.Write(ev.raw)
-		st.flush()
+		st.emit(ev.raw)
 		return
 	}
 	if st.rq.f == wireAnthropic {

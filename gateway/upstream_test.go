@@ -506,3 +506,53 @@ func TestTotalTimeoutEndsStream(t *testing.T) {
 		t.Errorf("usage %+v, want status 502", u)
 	}
 }
+
+// Ensure a stream's headers reach the caller while the provider has not
+// sent its first event (they wait at most HeaderDelay for it), and that
+// the events that follow still arrive whole.
+func TestStreamHeadersBeforeSlowFirstEvent(t *testing.T) {
+	release := make(chan struct{})
+	up := newFakeUp(t, "slow-start", func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.(http.Flusher).Flush() // headers only
+		select {
+		case <-r.Context().Done():
+			return
+		case <-release:
+		}
+		for _, part := range []string{"hel", "lo"} {
+			_, _ = io.WriteString(w, "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\""+part+"\"}}]}\n\n")
+			w.(http.Flusher).Flush()
+		}
+		_, _ = io.WriteString(w, "data: [DONE]\n\n")
+	})
+	g := newGW(t, gateway.Config{
+		Providers: []gateway.Provider{up.openAI(openaiKey, "gpt-4o")},
+		Egress:    loopbackCloud,
+	})
+	req, err := http.NewRequest(http.MethodPost, g.srv.URL+"/v1/chat/completions", strings.NewReader(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+custosKey)
+	// The provider sends no event until the caller has the headers: if
+	// custos held them back for the first event, Do would wait for ever
+	// (here: until the guard's timeout).
+	client := &http.Client{Timeout: time.Minute}
+	resp, err := client.Do(req)
+	close(release)
+	if err != nil {
+		t.Fatalf("no headers while the provider waits: %v", err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
+		t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"hel"`) || !strings.Contains(string(b), `"lo"`) || !strings.HasSuffix(strings.TrimSpace(string(b)), "data: [DONE]") {
+		t.Errorf("stream %q", b)
+	}
+}
