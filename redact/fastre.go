@@ -313,7 +313,7 @@ func shapeOf(re *syntax.Regexp) *shape {
 		if anchoredAt(b, syntax.OpEndText) {
 			bs.whole = true
 			addBytes(b, &bs.all)
-			bs.minLen, bs.maxLen = minLen(b), maxBytes(b)
+			bs.minLen, bs.maxLen = minLen(b), maxLen1(b)
 			var last [256]bool
 			if !lastBytes(b, &last) {
 				bs.last = &last
@@ -567,48 +567,3 @@ func minLen(re *syntax.Regexp) int {
 	return 0
 }
 
-// maxBytes bounds the bytes a match of re holds (1<<30: no bound).
-func maxBytes(re *syntax.Regexp) int {
-	const inf = 1 << 30
-	switch re.Op {
-	case syntax.OpLiteral:
-		n := 0
-		for _, r := range re.Rune {
-			if r < utf8.RuneSelf && re.Flags&syntax.FoldCase == 0 {
-				n++
-			} else {
-				n += utf8.UTFMax
-			}
-		}
-		return n
-	case syntax.OpCharClass:
-		if len(re.Rune) > 0 && re.Rune[len(re.Rune)-1] < utf8.RuneSelf {
-			return 1
-		}
-		return utf8.UTFMax
-	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
-		return utf8.UTFMax
-	case syntax.OpStar, syntax.OpPlus:
-		return inf
-	case syntax.OpQuest, syntax.OpCapture:
-		return maxBytes(re.Sub[0])
-	case syntax.OpRepeat:
-		if re.Max < 0 {
-			return inf
-		}
-		return min(inf, re.Max*maxBytes(re.Sub[0]))
-	case syntax.OpConcat:
-		n := 0
-		for _, sub := range re.Sub {
-			n = min(inf, n+maxBytes(sub))
-		}
-		return n
-	case syntax.OpAlternate:
-		n := 0
-		for _, sub := range re.Sub {
-			n = max(n, maxBytes(sub))
-		}
-		return n
-	}
-	return 0
-}

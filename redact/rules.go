@@ -564,6 +564,7 @@ func maxLen(re *syntax.Regexp) int {
 	return n
 }
 
+// maxLen1 bounds the bytes a match of re holds (1<<30: no bound).
 func maxLen1(re *syntax.Regexp) int {
 	const inf = 1 << 30
 	sat := func(n int) int {
@@ -576,10 +577,10 @@ func maxLen1(re *syntax.Regexp) int {
 	case syntax.OpLiteral:
 		n := 0
 		for _, c := range re.Rune {
-			if re.Flags&syntax.FoldCase != 0 {
-				n += utf8.UTFMax
+			if l := utf8.RuneLen(c); l > 0 && re.Flags&syntax.FoldCase == 0 {
+				n += l
 			} else {
-				n += utf8.RuneLen(c)
+				n += utf8.UTFMax
 			}
 		}
 		return n
@@ -587,7 +588,10 @@ func maxLen1(re *syntax.Regexp) int {
 		if len(re.Rune) == 0 {
 			return 0
 		}
-		return utf8.RuneLen(re.Rune[len(re.Rune)-1])
+		if l := utf8.RuneLen(re.Rune[len(re.Rune)-1]); l > 0 {
+			return l
+		}
+		return utf8.UTFMax
 	case syntax.OpAnyChar, syntax.OpAnyCharNotNL:
 		return utf8.UTFMax
 	case syntax.OpStar, syntax.OpPlus:
