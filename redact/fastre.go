@@ -566,4 +566,3 @@ func minLen(re *syntax.Regexp) int {
 	}
 	return 0
 }
-
