@@ -173,24 +173,19 @@ func (p *bodyParser) object(depth int, skip, isTop bool) error {
 		if err := p.value(depth, name, skip || skipKeys[string(name)], isTop); err != nil {
 			return err
 		}
-		p.i = skipSpace(src, p.i)
-		if p.i >= len(src) {
+		var more bool
+		if p.i, more, ok = afterItem(src, p.i, '}'); !ok {
 			return errNotObject
-		}
-		switch src[p.i] {
-		case ',':
-			p.i = skipSpace(src, p.i+1)
+		} else if more {
 			continue
-		case '}':
-			if isTop && p.addStreamOptions && p.t.stream && !p.t.streamOptions {
-				p.flush(p.i)
-				p.out = append(p.out, ',')
-				p.out = append(p.out, streamOptions...)
-			}
-			p.i++
-			return nil
 		}
-		return errNotObject
+		if isTop && p.addStreamOptions && p.t.stream && !p.t.streamOptions {
+			p.flush(p.i)
+			p.out = append(p.out, ',')
+			p.out = append(p.out, streamOptions...)
+		}
+		p.i++
+		return nil
 	}
 }
 
@@ -209,19 +204,13 @@ func (p *bodyParser) array(depth int, skip bool) error {
 		if err := p.value(depth, nil, skip, false); err != nil {
 			return err
 		}
-		p.i = skipSpace(src, p.i)
-		if p.i >= len(src) {
+		var more, ok bool
+		if p.i, more, ok = afterItem(src, p.i, ']'); !ok {
 			return errNotObject
-		}
-		switch src[p.i] {
-		case ',':
-			p.i = skipSpace(src, p.i+1)
-			continue
-		case ']':
+		} else if !more {
 			p.i++
 			return nil
 		}
-		return errNotObject
 	}
 }
 
@@ -671,18 +660,10 @@ func skipValue(src []byte, i, depth int) (int, bool) {
 			if i, ok = skipValue(src, i, depth+1); !ok {
 				return 0, false
 			}
-			i = skipSpace(src, i)
-			if i >= len(src) {
-				return 0, false
+			var more bool
+			if i, more, ok = afterItem(src, i, ']'); !ok || !more {
+				return i + 1, ok
 			}
-			switch src[i] {
-			case ',':
-				i = skipSpace(src, i+1)
-				continue
-			case ']':
-				return i + 1, true
-			}
-			return 0, false
 		}
 	case '"':
 		end, _, ok := scanString(src, i)
@@ -727,19 +708,27 @@ func eachMemberAt(src []byte, i, depth int, fn func(name, value []byte)) (int, b
 		if fn != nil {
 			fn(name, src[start:i])
 		}
-		i = skipSpace(src, i)
-		if i >= len(src) {
-			return 0, false
+		var more bool
+		if i, more, ok = afterItem(src, i, '}'); !ok || !more {
+			return i + 1, ok
 		}
-		switch src[i] {
-		case ',':
-			i = skipSpace(src, i+1)
-			continue
-		case '}':
-			return i + 1, true
-		}
-		return 0, false
 	}
+}
+
+// afterItem looks past the white space after an array element or object
+// member that ends at i: at a ',' it returns the next item's start and
+// more; at close, the index of close. ok is false at anything else.
+func afterItem(src []byte, i int, close byte) (j int, more, ok bool) {
+	i = skipSpace(src, i)
+	switch {
+	case i >= len(src):
+		return 0, false, false
+	case src[i] == ',':
+		return skipSpace(src, i+1), true, true
+	case src[i] == close:
+		return i, false, true
+	}
+	return 0, false, false
 }
 
 // validJSON reports whether b is one JSON value, with white space around.
