@@ -82,3 +82,24 @@ func TestStartProcRefusesUnknownRole(t *testing.T) {
 		t.Fatal("an unknown role started")
 	}
 }
+
+// TestLatVerdict proves an added latency below zero is no pass: it only
+// says the direct row stalled more than the target did.
+func TestLatVerdict(t *testing.T) {
+	for _, c := range []struct {
+		errors        int
+		added, target time.Duration
+		want          string
+	}{
+		{0, time.Millisecond, 2 * time.Millisecond, "PASS"},
+		{0, 2 * time.Millisecond, 2 * time.Millisecond, "PASS"},
+		{0, 3 * time.Millisecond, 2 * time.Millisecond, "MISS"},
+		{1, time.Millisecond, 2 * time.Millisecond, "MISS"},
+		{0, -35 * time.Millisecond, 2 * time.Millisecond, noResult},
+		{2, -35 * time.Millisecond, 2 * time.Millisecond, "MISS"},
+	} {
+		if got := latVerdict(c.errors, c.added, c.target); got != c.want {
+			t.Errorf("latVerdict(%d, %v, %v) = %q, want %q", c.errors, c.added, c.target, got, c.want)
+		}
+	}
+}
