@@ -48,11 +48,11 @@ const streamOptions = `"stream_options":{"include_usage":true}`
 func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, error) {
 	p := bodyParser{src: raw, sc: sc, addStreamOptions: addStreamOptions}
 	if s, _ := scratchPool.Get().(*bodyScratch); s != nil {
-		p.names, p.buf, p.escs = s.names, s.buf, s.escs
+		p.names, p.buf = s.names, s.buf
 		defer func() {
 			clear(p.names[:cap(p.names)]) // they point into raw
-			if cap(p.buf) <= maxPooled && cap(p.escs) <= maxEscapes {
-				s.names, s.buf, s.escs = p.names[:0], p.buf[:0], p.escs[:0]
+			if cap(p.buf) <= maxPooled {
+				s.names, s.buf = p.names[:0], p.buf[:0]
 				scratchPool.Put(s)
 			}
 		}()
@@ -80,7 +80,6 @@ func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, er
 type bodyScratch struct {
 	names [][]byte
 	buf   []byte
-	escs  []escape
 }
 
 // scratchPool holds the bodyScratch of finished passes.
@@ -100,7 +99,6 @@ type bodyParser struct {
 	t                top
 	names            [][]byte // the member names of the open objects
 	buf              []byte   // an unescaped string
-	escs             []escape // the escapes of buf
 }
 
 // flush copies src[copied:to] to out; the bytes from to on are replaced.
@@ -142,7 +140,7 @@ func (p *bodyParser) object(depth int, skip, isTop bool) error {
 		}
 		name := src[start+1 : end-1]
 		if escaped {
-			name, _, _ = unescapeMap(nil, name, nil, 0)
+			name = unescape(nil, name)
 		}
 		// Duplicate names.
 		switch {
@@ -270,18 +268,12 @@ func (p *bodyParser) literal(lit string) error {
 func (p *bodyParser) str(key []byte, skip, inTop bool) error {
 	src := p.src
 	start := p.i
-	end, escaped, ok := scanString(src, start)
+	end, content, buf, ok := scanUnescape(p.buf, src, start)
+	p.buf = buf
 	if !ok {
 		return errNotObject
 	}
 	p.i = end
-	content := src[start+1 : end-1]
-	p.escs = p.escs[:0]
-	mapped := true // p.escs holds every escape of the string
-	if escaped {
-		p.buf, p.escs, mapped = unescapeMap(p.buf[:0], content, p.escs, maxEscapes)
-		content = p.buf
-	}
 	if inTop && string(key) == "model" {
 		p.t.model = string(content)
 	}
@@ -307,7 +299,7 @@ func (p *bodyParser) str(key []byte, skip, inTop bool) error {
 		return nil
 	}
 	p.flush(start)
-	if !mapped || !p.splice(src[start+1:end-1], fs) {
+	if !p.splice(src[start+1:end-1], fs) {
 		p.out = appendQuoted(p.out, redact.Apply(content, fs))
 	}
 	p.copied = end
@@ -316,20 +308,20 @@ func (p *bodyParser) str(key []byte, skip, inTop bool) error {
 
 // splice appends the JSON string raw (its contents as they came, between
 // the quotes) to out with each finding's span replaced by its placeholder,
-// keeping raw's escapes. The findings' offsets are in the unescaped text;
-// p.escs maps them. It appends nothing and returns false if a span does not
-// begin and end on a character boundary of raw.
+// keeping raw's escapes. The findings' offsets are in the unescaped text,
+// in order. It appends nothing and returns false if a span does not begin
+// and end on a character boundary of raw.
 func (p *bodyParser) splice(raw []byte, fs []redact.Finding) bool {
 	mark := len(p.out)
 	p.out = append(p.out, '"')
-	k, last := 0, 0
+	c, last := rawCursor{raw: raw}, 0
 	for _, f := range fs {
-		a, ok := rawOffset(raw, p.escs, &k, f.Start)
+		a, ok := c.at(f.Start)
 		if !ok {
 			p.out = p.out[:mark]
 			return false
 		}
-		b, ok := rawOffset(raw, p.escs, &k, f.End)
+		b, ok := c.at(f.End)
 		if !ok {
 			p.out = p.out[:mark]
 			return false
@@ -341,29 +333,6 @@ func (p *bodyParser) splice(raw []byte, fs []redact.Finding) bool {
 	p.out = append(p.out, raw[last:]...)
 	p.out = append(p.out, '"')
 	return true
-}
-
-// rawOffset maps the offset x of the unescaped text to the offset in raw
-// where the same character begins, given escs (the escapes of raw, in
-// order) and *k, the first escape that might end after x (advanced; x
-// must not decrease between calls). It is false inside an escape's
-// expansion or a UTF-8 sequence.
-func rawOffset(raw []byte, escs []escape, k *int, x int) (int, bool) {
-	for *k < len(escs) && escs[*k].end <= x {
-		*k++
-	}
-	delta := 0
-	if *k > 0 {
-		delta = escs[*k-1].delta
-	}
-	if *k < len(escs) && escs[*k].start < x {
-		return 0, false
-	}
-	r := x + delta
-	if r < len(raw) && raw[r]&0xc0 == 0x80 {
-		return 0, false
-	}
-	return r, r <= len(raw)
 }
 
 // skipSpace returns the index of the first byte from i on that is not JSON
@@ -499,64 +468,126 @@ func hex4(b []byte) (rune, bool) {
 	return r, true
 }
 
-// escape is one escape sequence of a JSON string: its expansion is
-// [start, end) of the unescaped text, and from end on a raw offset is the
-// unescaped one plus delta.
-type escape struct {
-	start, end, delta int
-}
-
-// maxEscapes bounds the escapes of one string that are recorded for
-// splicing (24 bytes each): a string with more is quoted anew instead, so a
-// body of escapes cannot make the map ten times its size.
-const maxEscapes = 1 << 16
-
-// unescapeMap appends the unescaped form of s, the validated contents of
-// a JSON string (scanString), to dst, and its escapes to escs as long as
-// escs holds fewer than limit; complete reports whether all fit.
-func unescapeMap(dst, s []byte, escs []escape, limit int) (_ []byte, _ []escape, complete bool) {
+// unescape appends the unescaped form of s, the validated contents of a
+// JSON string (scanString), to dst.
+func unescape(dst, s []byte) []byte {
 	dst = slices.Grow(dst, len(s))
-	base, n := len(dst), len(s)
-	complete = true
 	for {
 		j := bytes.IndexByte(s, '\\')
 		if j < 0 {
-			return append(dst, s...), escs, complete
+			return append(dst, s...)
 		}
 		dst = append(dst, s[:j]...)
-		s = s[j:]
-		start := len(dst)
-		l := 2
-		switch s[1] {
-		case 'b':
-			dst = append(dst, '\b')
-		case 'f':
-			dst = append(dst, '\f')
-		case 'n':
-			dst = append(dst, '\n')
-		case 'r':
-			dst = append(dst, '\r')
-		case 't':
-			dst = append(dst, '\t')
-		case 'u':
-			r, _ := hex4(s[2:])
-			l = 6
-			if utf16.IsSurrogate(r) {
-				r2, _ := hex4(s[8:])
-				r, l = utf16.DecodeRune(r, r2), 12
-			}
-			dst = utf8.AppendRune(dst, r)
-		default: // '"', '\\', '/'
-			dst = append(dst, s[1])
-		}
-		s = s[l:]
-		// Offsets from base: the raw offset of what follows is n-len(s).
-		if len(escs) >= limit {
-			complete = false
-			continue
-		}
-		escs = append(escs, escape{start: start - base, end: len(dst) - base, delta: (n - len(s)) - (len(dst) - base)})
+		var l int
+		dst, l = appendEscape(dst, s[j:])
+		s = s[j+l:]
 	}
+}
+
+// appendEscape appends the character of the valid escape sequence at the
+// start of b (b[0] is a backslash) and returns the sequence's length.
+func appendEscape(dst, b []byte) ([]byte, int) {
+	switch b[1] {
+	case 'b':
+		return append(dst, '\b'), 2
+	case 'f':
+		return append(dst, '\f'), 2
+	case 'n':
+		return append(dst, '\n'), 2
+	case 'r':
+		return append(dst, '\r'), 2
+	case 't':
+		return append(dst, '\t'), 2
+	case 'u':
+		r, _ := hex4(b[2:])
+		if !utf16.IsSurrogate(r) {
+			return utf8.AppendRune(dst, r), 6
+		}
+		r2, _ := hex4(b[8:])
+		return utf8.AppendRune(dst, utf16.DecodeRune(r, r2)), 12
+	}
+	return append(dst, b[1]), 2 // '"', '\\', '/'
+}
+
+// scanUnescape is scanString and unescape in one pass: it validates the
+// JSON string whose opening quote is at i and returns the index past its
+// closing quote and its contents — a sub-slice of src if it holds no
+// escape, else its unescaped form appended to dst[:0] (dst, grown, is
+// returned for reuse).
+func scanUnescape(dst, src []byte, i int) (end int, content, buf []byte, ok bool) {
+	i++
+	begin, copied := i, -1 // copied ≥ 0: dst holds src[begin:copied] unescaped
+	for {
+		i = skipPlain(src, i)
+		if i >= len(src) {
+			return 0, nil, dst, false
+		}
+		switch c := src[i]; {
+		case c == '"':
+			if copied < 0 {
+				return i + 1, src[begin:i], dst, true
+			}
+			dst = append(dst, src[copied:i]...)
+			return i + 1, dst, dst, true
+		case c == '\\':
+			n := escapeLen(src[i:])
+			if n == 0 {
+				return 0, nil, dst, false
+			}
+			if copied < 0 {
+				dst = append(dst[:0], src[begin:i]...)
+			} else {
+				dst = append(dst, src[copied:i]...)
+			}
+			dst, _ = appendEscape(dst, src[i:i+n])
+			i += n
+			copied = i
+		case c < 0x20:
+			return 0, nil, dst, false
+		default:
+			r, size := utf8.DecodeRune(src[i:])
+			if r == utf8.RuneError && size == 1 {
+				return 0, nil, dst, false
+			}
+			i += size
+		}
+	}
+}
+
+// rawCursor maps offsets of a JSON string's unescaped text to offsets in
+// raw, its contents as they came; the offsets asked for must not decrease.
+type rawCursor struct {
+	raw  []byte
+	r, u int // raw[r:] unescapes to the text from offset u on
+}
+
+// at returns the offset in raw where the character at offset x of the
+// unescaped text begins. It is false inside an escape's expansion or a
+// UTF-8 sequence.
+func (c *rawCursor) at(x int) (int, bool) {
+	raw := c.raw
+	for c.u < x {
+		// Plain bytes map one to one, up to the next escape.
+		j := bytes.IndexByte(raw[c.r:], '\\')
+		if j < 0 {
+			j = len(raw) - c.r
+		}
+		if c.u+j >= x {
+			c.r, c.u = c.r+(x-c.u), x
+			break
+		}
+		c.r, c.u = c.r+j, c.u+j
+		var one [utf8.UTFMax]byte
+		b, n := appendEscape(one[:0], raw[c.r:])
+		if c.u+len(b) > x {
+			return 0, false // x is inside the expansion
+		}
+		c.r, c.u = c.r+n, c.u+len(b)
+	}
+	if c.r < len(raw) && raw[c.r]&0xc0 == 0x80 {
+		return 0, false
+	}
+	return c.r, c.r <= len(raw)
 }
 
 // scanNumber validates the JSON number at i and returns the index past it.
@@ -695,7 +726,7 @@ func eachMemberAt(src []byte, i, depth int, fn func(name, value []byte)) (int, b
 		}
 		name := src[i+1 : end-1]
 		if escaped {
-			name, _, _ = unescapeMap(nil, name, nil, 0)
+			name = unescape(nil, name)
 		}
 		i = skipSpace(src, end)
 		if i >= len(src) || src[i] != ':' {

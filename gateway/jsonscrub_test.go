@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -332,15 +333,58 @@ func TestScrubBodyKeepsEscapes(t *testing.T) {
 	}
 }
 
-// TestScrubBodyManyEscapes checks a string with more escapes than are
-// mapped for splicing is still redacted (quoted anew) exactly as the
-// reference does.
+// TestScrubBodyManyEscapes checks a string with a long run of escapes
+// before its finding is redacted exactly as the reference does, its
+// escapes kept as they came.
 func TestScrubBodyManyEscapes(t *testing.T) {
-	body := `{"model":"m","input":"` + strings.Repeat(`\n`, maxEscapes+10) + ` ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW \u00e9"}`
+	const n = 1<<16 + 10
+	body := `{"model":"m","input":"` + strings.Repeat(`\n`, n) + ` ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW \u00e9"}`
 	checkScrubBodySame(t, testEngine(t), []byte(body))
 	out, _, err := scrubBody([]byte(body), newScrubber(testEngine(t)), false)
 	if err != nil || bytes.Contains(out, []byte("ghp_")) || !bytes.Contains(out, []byte("[[SECRET_1]]")) {
 		tail := out[max(0, len(out)-100):]
 		t.Fatalf("not redacted (%v): …%q", err, tail)
+	}
+	if c := bytes.Count(out, []byte(`\n`)); c != n || !bytes.Contains(out, []byte(`\u00e9`)) {
+		t.Errorf("escapes not kept: %d of %d \\n", c, n)
+	}
+}
+
+// TestRawCursor checks the mapping from the unescaped text to the raw
+// string against the definition: x maps to the raw offset r that starts a
+// character (a plain byte that is no UTF-8 continuation, or an escape, or
+// the end) and whose prefix unescapes to x bytes; an x inside an escape's
+// expansion or a UTF-8 sequence maps to nothing. Each x is asked of a
+// fresh cursor and, in order, of one cursor (which a miss leaves usable).
+func TestRawCursor(t *testing.T) {
+	for _, raw := range []string{
+		``, `abc`, `\n`, `a\nb`, `\\\"\/`, `\u00e9t\u00e9`, `é\tü`, `\ud83d\ude00x`,
+		`ab\u0021\u20ac€\r\n\t\"`, `x\u005b\u005bSECRET_1]]`, `日本\u65e5本`,
+	} {
+		starts := map[int]int{} // unescaped offset → raw offset of a character start
+		for r := 0; r <= len(raw); {
+			starts[len(unescape(nil, []byte(raw[:r])))] = r
+			if r == len(raw) {
+				break
+			}
+			if raw[r] == '\\' {
+				r += escapeLen([]byte(raw[r:]))
+			} else {
+				_, size := utf8.DecodeRuneInString(raw[r:])
+				r += size
+			}
+		}
+		text := unescape(nil, []byte(raw))
+		seq := rawCursor{raw: []byte(raw)}
+		for x := 0; x <= len(text); x++ {
+			want, wantOK := starts[x]
+			fresh := rawCursor{raw: []byte(raw)}
+			for _, c := range []*rawCursor{&fresh, &seq} {
+				got, ok := c.at(x)
+				if ok != wantOK || ok && got != want {
+					t.Errorf("%q: at(%d) = %d, %v; want %d, %v", raw, x, got, ok, want, wantOK)
+				}
+			}
+		}
 	}
 }
