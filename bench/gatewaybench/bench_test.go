@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -33,7 +34,7 @@ func TestSetup(t *testing.T) {
 	}
 	for _, layout := range []string{layoutProcesses, layoutOne} {
 		t.Run(layout, func(t *testing.T) {
-			fx, err := setup(t.TempDir(), layout)
+			fx, err := setup(t.TempDir(), layout, baseline{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -51,7 +52,7 @@ func TestSetup(t *testing.T) {
 				for _, tg := range fx.targets {
 					if s := tg.do(m, time.Now()); !s.ok {
 						t.Errorf("%s, %s: %s", tg.name, m.name, s.err)
-					} else if (tg.name == "custos") != (s.overhead >= 0) {
+					} else if (tg.proc != nil && tg.proc.rules != "" || layout == layoutOne && tg.name == "custos") != (s.overhead >= 0) {
 						t.Errorf("%s, %s: X-Custos-Overhead-Ms %v", tg.name, m.name, s.overhead)
 					}
 				}
@@ -70,6 +71,64 @@ func TestSetup(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSetupBaseline proves -baseline: a second custos from the bench's own
+// executable, without redaction rules, is the fourth target, answers both
+// modes and forwards a planted value as it came (it finds nothing); its
+// profile is named for it; one layout refuses a baseline.
+func TestSetupBaseline(t *testing.T) {
+	p, err := newPrompt()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fx, err := setup(t.TempDir(), layoutProcesses, baseline{exe: "self", noRules: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fx.close()
+	if len(fx.targets) != 4 || fx.targets[baselineTarget].name != "baseline" || fx.base.rules != rulesNone || fx.custos.rules != rulesDefault {
+		t.Fatalf("targets %d, baseline rules %q, custos rules %q", len(fx.targets), fx.base.rules, fx.custos.rules)
+	}
+	bt := fx.targets[baselineTarget]
+	for _, m := range []mode{{"non-streaming", false, p.plain, -1}, {"streaming", true, p.stream, -1}} {
+		if s := bt.do(m, time.Now()); !s.ok || s.overhead < 0 {
+			t.Errorf("baseline, %s: %s (overhead %v)", m.name, s.err, s.overhead)
+		}
+	}
+	body := bytes.Replace(p.plain, []byte(`"model":"`+benchModel+`"`), []byte(`"model":"`+echoModel+`"`), 1)
+	req, err := bt.request(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := bt.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	got, err := lastEchoed(fx.upURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 || !bytes.Contains(got, []byte(p.planted[0])) {
+		t.Errorf("status %d; the rule-less baseline did not forward the planted value as it came", resp.StatusCode)
+	}
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	if err := fx.each("profile", prof); err != nil {
+		t.Fatal(err)
+	}
+	if err := fx.each("stop", ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{prof, prof + "." + roleBaseline} {
+		if fi, err := os.Stat(name); err != nil || fi.Size() == 0 {
+			t.Errorf("profile %s: %v", name, err)
+		}
+	}
+	if fx, err := setup(t.TempDir(), layoutOne, baseline{exe: "self"}); err == nil {
+		fx.close()
+		t.Error("one layout started a baseline")
 	}
 }
 

@@ -26,6 +26,17 @@
 // instead (the layout of earlier measurements; one profile in FILE): the
 // servers then share one Go runtime with each other and with the load.
 //
+// -baseline EXE measures a second custos, served by EXE, as a fourth target
+// in the same phases, so a change is compared with what it changes in one
+// run instead of across runs (which differ more on a busy machine than
+// most changes do). EXE is another build of this command, or "self" for
+// this one (an A/A run: the difference two identical servers show is the
+// noise). -baseline-rules=false serves it without redaction rules, which
+// shows what the redaction pass costs:
+//
+//	git stash && go build -o /tmp/base ./bench/gatewaybench && git stash pop
+//	go run ./bench/gatewaybench -baseline /tmp/base
+//
 // The client sends an 8 KB chat request (a system prompt and a user message
 // with code, holding planted fake secrets) to each of the three targets —
 // direct to the upstream, through the reverse proxy, through custos — non
@@ -90,6 +101,8 @@ type options struct {
 	cpuprofile string
 	layout     string
 	memprofile string
+	baseline   string // the executable serving the baseline custos, or ""
+	baseRules  bool   // the baseline redacts with custos's rules
 }
 
 func run() error {
@@ -103,6 +116,8 @@ func run() error {
 	flag.StringVar(&o.cpuprofile, "cpuprofile", "", "write a CPU profile of the measured phases to `FILE`")
 	flag.StringVar(&o.layout, "layout", layoutProcesses, "where the servers run: "+layoutProcesses+" (each in its own) or "+layoutOne+" (all in this one)")
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile to `FILE` at the end")
+	flag.StringVar(&o.baseline, "baseline", "", "also measure a second custos served by `EXE`, another build of this command (\"self\": this one), in the same run")
+	flag.BoolVar(&o.baseRules, "baseline-rules", true, "the baseline custos redacts with the default rules (false: none, so it still parses the body but finds nothing)")
 	flag.Parse()
 	if o.duration <= 0 || o.rate <= 0 || o.seqN <= 0 || o.conc <= 0 || o.rounds <= 0 {
 		return errors.New("-duration, -rate, -seq, -conc and -rounds must be positive")
@@ -114,7 +129,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	fx, err := setup(tmp, o.layout)
+	fx, err := setup(tmp, o.layout, baseline{exe: o.baseline, noRules: !o.baseRules})
 	if err != nil {
 		return err
 	}
@@ -167,12 +182,12 @@ func run() error {
 		fmt.Fprintf(os.Stderr, "%s: warm-up and sequential\n", m.name)
 		sequential(fx.targets, m, o.seqN/5) // warm-up, discarded
 		seq := sequential(fx.targets, m, o.seqN)
-		lat = append(lat, latRows(m, "sequential", seq)...)
+		lat = append(lat, latRows(m, "sequential", fx.targets, seq)...)
 		fmt.Fprintf(os.Stderr, "%s: %.0f req/s open loop\n", m.name, o.rate)
 		ol := rotate(fx.targets, o.rounds, func(t *target) []sample { return openLoop(t, m, o.rate, o.duration/time.Duration(o.rounds)) })
-		lat = append(lat, latRows(m, fmt.Sprintf("%.0f req/s", o.rate), ol)...)
+		lat = append(lat, latRows(m, fmt.Sprintf("%.0f req/s", o.rate), fx.targets, ol)...)
 		if !m.stream {
-			overhead[0], overhead[1] = overheads(seq[len(seq)-1]), overheads(ol[len(ol)-1])
+			overhead[0], overhead[1] = overheads(seq[custosTarget]), overheads(ol[custosTarget])
 		}
 		fmt.Fprintf(os.Stderr, "%s: throughput, %d clients\n", m.name, o.conc)
 		tp := rotate(fx.targets, o.rounds, func(t *target) []sample { return closedLoop(fx, t, m, o.conc, o.duration/time.Duration(o.rounds)) })
@@ -185,7 +200,7 @@ func run() error {
 	fmt.Fprintf(os.Stderr, "non-streaming, same prompt resent: sequential\n")
 	same := mode{"non-streaming", false, p.plain, -1}
 	sequential(fx.targets, same, o.seqN/5)
-	lat = append(lat, latRows(same, "sequential, same prompt resent", sequential(fx.targets, same, o.seqN))...)
+	lat = append(lat, latRows(same, "sequential, same prompt resent", fx.targets, sequential(fx.targets, same, o.seqN))...)
 
 	if o.cpuprofile != "" {
 		if err := fx.each("stop", ""); err != nil {
@@ -202,9 +217,13 @@ func run() error {
 	}
 
 	var b strings.Builder
-	fmt.Fprintf(&b, "Measured %s on %s/%s, %d CPUs, %s, GOGC=%s; command: `go run ./bench/gatewaybench -layout %s -duration %s -rate %.0f -seq %d -conc %d -rounds %d`\n\n",
+	baseFlags := ""
+	if o.baseline != "" {
+		baseFlags = fmt.Sprintf(" -baseline %s -baseline-rules=%v", o.baseline, o.baseRules)
+	}
+	fmt.Fprintf(&b, "Measured %s on %s/%s, %d CPUs, %s, GOGC=%s; command: `go run ./bench/gatewaybench -layout %s -duration %s -rate %.0f -seq %d -conc %d -rounds %d%s`\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), gogc,
-		o.layout, o.duration, o.rate, o.seqN, o.conc, o.rounds)
+		o.layout, o.duration, o.rate, o.seqN, o.conc, o.rounds, baseFlags)
 	where := "each in a process of its own"
 	if o.layout == layoutOne {
 		where = "all in one process"
@@ -213,6 +232,13 @@ func run() error {
 		"Request: %d-byte chat completion (%d bytes streaming; system + user message with code), %d placeholders per request after custos redacts it (3 planted values: GitHub token, AWS key id, email). "+
 		"Latency is to the end of the answer (the end of the stream when streaming); at the fixed rate it counts from each request's scheduled send time. Added = target − direct in the same phase.\n\n",
 		where, len(p.plain), len(p.stream), fx.placeholders)
+	if o.baseline != "" {
+		rules := "with the same redaction rules"
+		if !o.baseRules {
+			rules = "without redaction rules (it parses the body and finds nothing)"
+		}
+		fmt.Fprintf(&b, "The baseline rows are a second custos, served by `%s`, %s, in a process and data directory of its own, measured in the same phases.\n\n", o.baseline, rules)
+	}
 	fmt.Fprintln(&b, "| mode | load | target | requests | errors | p50 | p99 | added p50 | added p99 | first byte p50 | first byte p99 |")
 	fmt.Fprintln(&b, "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|")
 	for _, r := range lat {

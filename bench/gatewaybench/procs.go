@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +27,7 @@ type proc struct {
 	out   *bufio.Reader
 	url   string // its base URL
 	token string // custos: the caller's API key
+	rules string // custos: the redaction rules it serves with (rulesDefault, rulesNone)
 
 	mu sync.Mutex // one command at a time
 }
@@ -37,7 +39,13 @@ func startProc(role string, env ...string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(exe) // #nosec G204 -- the bench's own executable
+	return startExe(exe, role, env...)
+}
+
+// startExe is startProc with the executable named: the bench's own, or
+// another build of it (-baseline).
+func startExe(exe, role string, env ...string) (*proc, error) {
+	cmd := exec.Command(exe) // #nosec G204 -- the bench's own executable, or one named on its command line
 	cmd.Env = append(append(os.Environ(), roleEnv+"="+role), env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
@@ -64,7 +72,7 @@ func startProc(role string, env ...string) (*proc, error) {
 		p.close()
 		return nil, fmt.Errorf("start %s: %w", role, err)
 	}
-	p.url, p.token = h.URL, h.Token
+	p.url, p.token, p.rules = h.URL, h.Token, h.Rules
 	return p, nil
 }
 
@@ -122,21 +130,37 @@ const (
 	layoutOne       = "one"       // all servers in the load generator's process
 )
 
+// The targets' places in fixture.targets.
+const (
+	directTarget = iota
+	proxyTarget
+	custosTarget
+	baselineTarget // with -baseline
+)
+
+// baseline is a second custos to measure in the same run (-baseline).
+type baseline struct {
+	exe     string // the executable serving it ("self": the bench's own); "": none
+	noRules bool   // serve it without redaction rules
+}
+
 // fixture is the run's servers and the targets that reach them.
 type fixture struct {
 	layout                  string
 	upstream, proxy, custos *proc          // layoutProcesses
+	base                    *proc          // layoutProcesses, with -baseline
 	servers                 []*http.Server // layoutOne
 	cleanup                 func()         // layoutOne: closes custos
 	upURL, custosURL        string
 	token                   string    // the caller's custos API key
-	targets                 []*target // direct, reverse proxy, custos
+	targets                 []*target // direct, reverse proxy, custos, and the baseline
 	placeholders            int       // in a request after custos redacts it (see check)
 }
 
 // setup starts the upstream, the reverse proxy and custos (with its data
-// in dir): each in a process of its own, or all in this one.
-func setup(dir, layout string) (_ *fixture, err error) {
+// in dir): each in a process of its own, or all in this one; and the
+// baseline custos if one is named (processes only).
+func setup(dir, layout string, base baseline) (_ *fixture, err error) {
 	f := &fixture{layout: layout}
 	defer func() {
 		if err != nil {
@@ -157,7 +181,15 @@ func setup(dir, layout string) (_ *fixture, err error) {
 			return nil, err
 		}
 		f.upURL, proxyURL, f.custosURL, f.token = f.upstream.url, f.proxy.url, f.custos.url, f.custos.token
+		if base.exe != "" {
+			if f.base, err = startBaseline(base, up, filepath.Join(dir, "baseline")); err != nil {
+				return nil, err
+			}
+		}
 	case layoutOne:
+		if base.exe != "" {
+			return nil, fmt.Errorf("-baseline needs -layout %s", layoutProcesses)
+		}
 		if f.upURL, err = f.serve(newUpstreamMux()); err != nil {
 			return nil, err
 		}
@@ -169,7 +201,7 @@ func setup(dir, layout string) (_ *fixture, err error) {
 			return nil, err
 		}
 		ctx, cancel := context.WithCancel(context.Background())
-		h, token, cleanup, err := newCustos(ctx, dir, f.upURL)
+		h, token, cleanup, err := newCustos(ctx, dir, f.upURL, rulesDefault)
 		f.cleanup = func() { cancel(); cleanup() }
 		if err != nil {
 			return nil, err
@@ -187,7 +219,38 @@ func setup(dir, layout string) (_ *fixture, err error) {
 		newTarget("reverse proxy", proxyURL+path, f.token, f.proxy),
 		newTarget("custos", f.custosURL+path, f.token, f.custos),
 	}
+	if f.base != nil {
+		f.targets = append(f.targets, newTarget("baseline", f.base.url+path, f.base.token, f.base))
+	}
 	return f, nil
+}
+
+// startBaseline starts the baseline custos with its data in dir.
+func startBaseline(base baseline, up, dir string) (*proc, error) {
+	exe := base.exe
+	if exe == "self" {
+		var err error
+		if exe, err = os.Executable(); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, err
+	}
+	env := []string{up, dirEnv + "=" + dir}
+	if base.noRules {
+		env = append(env, rulesEnv+"=none")
+	}
+	p, err := startExe(exe, roleCustos, env...)
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	p.role = roleBaseline
+	if base.noRules && p.rules != rulesNone {
+		p.close()
+		return nil, fmt.Errorf("baseline: %s serves with redaction rules (a build from before -baseline-rules)", exe)
+	}
+	return p, nil
 }
 
 // serve serves h in this process (layoutOne).
@@ -203,7 +266,7 @@ func (f *fixture) serve(h http.Handler) (string, error) {
 // procs returns the processes started.
 func (f *fixture) procs() []*proc {
 	var ps []*proc
-	for _, p := range []*proc{f.upstream, f.proxy, f.custos} {
+	for _, p := range []*proc{f.upstream, f.proxy, f.custos, f.base} {
 		if p != nil {
 			ps = append(ps, p)
 		}

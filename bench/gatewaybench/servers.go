@@ -46,6 +46,10 @@ const (
 	roleUpstream = "upstream"
 	roleProxy    = "reverse-proxy"
 	roleCustos   = "custos"
+
+	// roleBaseline names a second custos process (-baseline) in profiles
+	// and errors; it serves roleCustos.
+	roleBaseline = "baseline"
 )
 
 // The environment of a child process.
@@ -53,12 +57,20 @@ const (
 	roleEnv     = "CUSTOS_GATEWAYBENCH_ROLE"     // the role to serve
 	upstreamEnv = "CUSTOS_GATEWAYBENCH_UPSTREAM" // the upstream's base URL (the proxies)
 	dirEnv      = "CUSTOS_GATEWAYBENCH_DIR"      // custos's data directory
+	rulesEnv    = "CUSTOS_GATEWAYBENCH_RULES"    // custos's redaction rules: rulesNone, or the default
+)
+
+// The redaction rules custos serves with.
+const (
+	rulesDefault = "default" // secrets and the default personal-data detectors
+	rulesNone    = "none"    // none: the body is still parsed, nothing is found
 )
 
 // hello is a child's first line on stdout.
 type hello struct {
 	URL   string `json:"url,omitempty"`
 	Token string `json:"token,omitempty"` // custos: the caller's API key
+	Rules string `json:"rules,omitempty"` // custos: rulesDefault or rulesNone
 	Error string `json:"error,omitempty"`
 }
 
@@ -73,6 +85,7 @@ func serveRole(role string) error {
 	var (
 		h       http.Handler
 		token   string
+		rules   string
 		cleanup = func() {}
 		err     error
 	)
@@ -82,7 +95,11 @@ func serveRole(role string) error {
 	case roleProxy:
 		h, err = newReverseProxy(os.Getenv(upstreamEnv))
 	case roleCustos:
-		h, token, cleanup, err = newCustos(ctx, os.Getenv(dirEnv), os.Getenv(upstreamEnv))
+		rules = rulesDefault
+		if v := os.Getenv(rulesEnv); v != "" {
+			rules = v
+		}
+		h, token, cleanup, err = newCustos(ctx, os.Getenv(dirEnv), os.Getenv(upstreamEnv), rules)
 	default:
 		err = fmt.Errorf("unknown role %q", role)
 	}
@@ -97,7 +114,7 @@ func serveRole(role string) error {
 		_ = out.Encode(hello{Error: err.Error()})
 		return err
 	}
-	if err := out.Encode(hello{URL: u, Token: token}); err != nil {
+	if err := out.Encode(hello{URL: u, Token: token, Rules: rules}); err != nil {
 		return err
 	}
 	commands(os.Stdin, os.Stdout)
@@ -253,8 +270,9 @@ func (b *sizedBody) Read(p []byte) (int, error) {
 }
 
 // newCustos sets custos up in dir as `custos serve` runs it and returns
-// its API handler, the caller's API key, and what closes it.
-func newCustos(ctx context.Context, dir, upstream string) (_ http.Handler, token string, cleanup func(), err error) {
+// its API handler, the caller's API key, and what closes it; rules is
+// rulesDefault or rulesNone.
+func newCustos(ctx context.Context, dir, upstream, rules string) (_ http.Handler, token string, cleanup func(), err error) {
 	var closers []func() error
 	cleanup = func() {
 		for i := len(closers) - 1; i >= 0; i-- {
@@ -309,7 +327,15 @@ func newCustos(ctx context.Context, dir, upstream string) (_ http.Handler, token
 			return nil, "", cleanup, fmt.Errorf("add provider %s: %w", p.Name, err)
 		}
 	}
-	vg := svc.NewGateway(redact.Config{Secrets: true, Detectors: pii.Detectors(pii.DefaultConfig())})
+	rc := redact.Config{Secrets: true, Detectors: pii.Detectors(pii.DefaultConfig())}
+	switch rules {
+	case rulesDefault:
+	case rulesNone:
+		rc = redact.Config{}
+	default:
+		return nil, "", cleanup, fmt.Errorf("%s=%q: want %s or %s", rulesEnv, rules, rulesDefault, rulesNone)
+	}
+	vg := svc.NewGateway(rc)
 	usage := svc.NewUsageRecorder()
 	go usage.Run(ctx)
 	lim := ratelimit.New(memory.New(), ratelimit.Config{

@@ -18,9 +18,9 @@ type latRow struct {
 	added50, added99   time.Duration
 }
 
-// latRows summarizes one phase; samples are in target order, direct first.
-func latRows(m mode, load string, samples [][]sample) []latRow {
-	names := []string{"direct", "reverse proxy", "custos"}
+// latRows summarizes one phase; samples are in the order of ts, direct
+// first.
+func latRows(m mode, load string, ts []*target, samples [][]sample) []latRow {
 	var rows []latRow
 	for i, ss := range samples {
 		var lat, fb, late []time.Duration
@@ -36,7 +36,7 @@ func latRows(m mode, load string, samples [][]sample) []latRow {
 			}
 			lat, fb = append(lat, s.lat), append(fb, s.ttfb)
 		}
-		r := latRow{mode: m.name, load: load, target: names[i], stream: m.stream, n: len(ss), errors: errs,
+		r := latRow{mode: m.name, load: load, target: ts[i].name, stream: m.stream, n: len(ss), errors: errs,
 			p50: pct(lat, 50), p99: pct(lat, 99), fb50: pct(fb, 50), fb99: pct(fb, 99), late50: pct(late, 50), late99: pct(late, 99), firstErr: firstErr}
 		if i > 0 {
 			r.added50, r.added99 = r.p50-rows[0].p50, r.p99-rows[0].p99
