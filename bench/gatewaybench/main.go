@@ -276,14 +276,14 @@ func run() error {
 		fmt.Fprintln(&b, "\"of which the target\" is the reverse proxy's or custos's own process alone.")
 	}
 	fmt.Fprintln(&b, "\nTargets (custos):")
-	fmt.Fprintln(&b, "\n| mode | target | measured | result |")
-	fmt.Fprintln(&b, "|---|---|--:|---|")
+	fmt.Fprintln(&b, "\n| mode | target | measured | result | the bare reverse proxy, same phase |")
+	fmt.Fprintln(&b, "|---|---|--:|---|--:|")
 	for _, m := range modes {
-		c := findLat(lat, m.name, rateLoad, "custos")
-		fmt.Fprintf(&b, "| %s | added p50 at %s ≤ %s | %s | %s |\n", m.name, rateLoad, ms(targetP50), ms(c.added50), latVerdict(c.errors, c.added50, targetP50))
-		fmt.Fprintf(&b, "| %s | added p99 at %s ≤ %s | %s | %s |\n", m.name, rateLoad, ms(targetP99), ms(c.added99), latVerdict(c.errors, c.added99, targetP99))
+		c, rp := findLat(lat, m.name, rateLoad, "custos"), findLat(lat, m.name, rateLoad, "reverse proxy")
+		fmt.Fprintf(&b, "| %s | added p50 at %s ≤ %s | %s | %s | %s |\n", m.name, rateLoad, ms(targetP50), ms(c.added50), latVerdict(c.errors, c.added50, targetP50), ms(rp.added50))
+		fmt.Fprintf(&b, "| %s | added p99 at %s ≤ %s | %s | %s | %s |\n", m.name, rateLoad, ms(targetP99), ms(c.added99), latVerdict(c.errors, c.added99, targetP99), ms(rp.added99))
 		tr := findTput(tput, m.name, "custos")
-		fmt.Fprintf(&b, "| %s | throughput ≥ %.1f× reverse proxy | %.2f× | %s |\n", m.name, targetRatio, tr.ratio, verdict(tr.errors == 0 && tr.ratio >= targetRatio))
+		fmt.Fprintf(&b, "| %s | throughput ≥ %.1f× reverse proxy | %.2f× | %s | 1.00× |\n", m.name, targetRatio, tr.ratio, verdict(tr.errors == 0 && tr.ratio >= targetRatio))
 	}
 	var errs []string
 	for _, r := range lat {
