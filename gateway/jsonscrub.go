@@ -562,8 +562,8 @@ type rawCursor struct {
 }
 
 // at returns the offset in raw where the character at offset x of the
-// unescaped text begins. It is false inside an escape's expansion or a
-// UTF-8 sequence.
+// unescaped text begins. It is false inside an escape's expansion, a
+// UTF-8 sequence, or past the text's end.
 func (c *rawCursor) at(x int) (int, bool) {
 	raw := c.raw
 	for c.u < x {
@@ -577,6 +577,9 @@ func (c *rawCursor) at(x int) (int, bool) {
 			break
 		}
 		c.r, c.u = c.r+j, c.u+j
+		if c.r >= len(raw) {
+			return 0, false // x is past the text's end
+		}
 		var one [utf8.UTFMax]byte
 		b, n := appendEscape(one[:0], raw[c.r:])
 		if c.u+len(b) > x {

@@ -386,5 +386,9 @@ func TestRawCursor(t *testing.T) {
 				}
 			}
 		}
+		past := rawCursor{raw: []byte(raw)}
+		if got, ok := past.at(len(text) + 1); ok {
+			t.Errorf("%q: at(%d), past the end, = %d", raw, len(text)+1, got)
+		}
 	}
 }
