@@ -57,7 +57,7 @@ func TestSetup(t *testing.T) {
 					}
 				}
 			}
-			_, own, err := fx.cpu(fx.targets[2])
+			_, own, err := fx.cpu(fx.targets[custosTarget])
 			if err != nil {
 				t.Fatal(err)
 			}

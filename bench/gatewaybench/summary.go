@@ -39,7 +39,7 @@ func latRows(m mode, load string, ts []*target, samples [][]sample) []latRow {
 		r := latRow{mode: m.name, load: load, target: ts[i].name, stream: m.stream, n: len(ss), errors: errs,
 			p50: pct(lat, 50), p99: pct(lat, 99), fb50: pct(fb, 50), fb99: pct(fb, 99), late50: pct(late, 50), late99: pct(late, 99), firstErr: firstErr}
 		if i > 0 {
-			r.added50, r.added99 = r.p50-rows[0].p50, r.p99-rows[0].p99
+			r.added50, r.added99 = r.p50-rows[directTarget].p50, r.p99-rows[directTarget].p99
 		}
 		rows = append(rows, r)
 	}
@@ -85,7 +85,7 @@ func tputRows(m mode, ts []*target, samples [][]sample) []tputRow {
 		rows = append(rows, r)
 	}
 	for i := range rows {
-		rows[i].ratio = rows[i].rps / rows[1].rps // the reverse proxy
+		rows[i].ratio = rows[i].rps / rows[proxyTarget].rps
 	}
 	return rows
 }
