@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"slices"
 	"strconv"
 	"sync"
 	"unicode/utf16"
@@ -134,13 +133,9 @@ func (p *bodyParser) object(depth int, skip, isTop bool) error {
 			return errNotObject
 		}
 		start := p.i
-		end, escaped, ok := scanString(src, start)
+		end, name, _, ok := scanUnescape(nil, src, start)
 		if !ok {
 			return errNotObject
-		}
-		name := src[start+1 : end-1]
-		if escaped {
-			name = unescape(nil, name)
 		}
 		// Duplicate names.
 		switch {
@@ -468,22 +463,6 @@ func hex4(b []byte) (rune, bool) {
 	return r, true
 }
 
-// unescape appends the unescaped form of s, the validated contents of a
-// JSON string (scanString), to dst.
-func unescape(dst, s []byte) []byte {
-	dst = slices.Grow(dst, len(s))
-	for {
-		j := bytes.IndexByte(s, '\\')
-		if j < 0 {
-			return append(dst, s...)
-		}
-		dst = append(dst, s[:j]...)
-		var l int
-		dst, l = appendEscape(dst, s[j:])
-		s = s[j+l:]
-	}
-}
-
 // appendEscape appends the character of the valid escape sequence at the
 // start of b (b[0] is a backslash) and returns the sequence's length.
 func appendEscape(dst, b []byte) ([]byte, int) {
@@ -723,13 +702,9 @@ func eachMemberAt(src []byte, i, depth int, fn func(name, value []byte)) (int, b
 		if i >= len(src) || src[i] != '"' {
 			return 0, false
 		}
-		end, escaped, ok := scanString(src, i)
+		end, name, _, ok := scanUnescape(nil, src, i)
 		if !ok {
 			return 0, false
-		}
-		name := src[i+1 : end-1]
-		if escaped {
-			name = unescape(nil, name)
 		}
 		i = skipSpace(src, end)
 		if i >= len(src) || src[i] != ':' {

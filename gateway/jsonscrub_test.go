@@ -350,6 +350,12 @@ func TestScrubBodyManyEscapes(t *testing.T) {
 	}
 }
 
+// unquote returns the unescaped text of JSON string contents raw.
+func unquote(raw string) []byte {
+	_, text, _, _ := scanUnescape(nil, []byte(`"`+raw+`"`), 0)
+	return text
+}
+
 // TestRawCursor checks the mapping from the unescaped text to the raw
 // string against the definition: x maps to the raw offset r that starts a
 // character (a plain byte that is no UTF-8 continuation, or an escape, or
@@ -363,7 +369,7 @@ func TestRawCursor(t *testing.T) {
 	} {
 		starts := map[int]int{} // unescaped offset → raw offset of a character start
 		for r := 0; r <= len(raw); {
-			starts[len(unescape(nil, []byte(raw[:r])))] = r
+			starts[len(unquote(raw[:r]))] = r
 			if r == len(raw) {
 				break
 			}
@@ -374,7 +380,7 @@ func TestRawCursor(t *testing.T) {
 				r += size
 			}
 		}
-		text := unescape(nil, []byte(raw))
+		text := unquote(raw)
 		seq := rawCursor{raw: []byte(raw)}
 		for x := 0; x <= len(text); x++ {
 			want, wantOK := starts[x]
