@@ -201,6 +201,28 @@ func (e *Env) mustAudit(tb testing.TB) []*custos.AuditEvent {
 	return evs
 }
 
+// TestUsageRecorderDrains proves the recorder writes every record it was
+// given when more than a batch is queued, while running and at stop.
+func TestUsageRecorderDrains(t *testing.T) {
+	e := MustOpenEnv(t)
+	now := e.Clock.Now()
+	rec := e.Service.NewUsageRecorder()
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rec.Run(runCtx); close(done) }()
+	const n = 3*64 + 7 // more than three batches
+	for i := range n {
+		rec.Record(&custos.UsageRecord{ID: custos.NewID("use"), OrgID: e.Owner.OrgID, KeyID: e.Owner.ID, Provider: "p",
+			Model: fmt.Sprint("m", i), Route: "chat", Status: 200, TokensIn: 1, Time: now.Add(-time.Duration(i) * time.Second)})
+	}
+	stop()
+	<-done
+	all, err := e.Service.ListUsage(As(e.Owner, "cli"), custos.UsageFilter{Since: now.Add(-time.Hour), Limit: 10000})
+	if err != nil || len(all) != n {
+		t.Fatalf("recorded %d records, want %d: %v", len(all), n, err)
+	}
+}
+
 // TestUsagePurge proves usage records older than the retention are
 // deleted and newer ones kept, and that the recorder writes what it was
 // given, batched, including what is queued when it stops.

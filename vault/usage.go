@@ -52,6 +52,13 @@ func (u *UsageRecorder) Record(r *custos.UsageRecord) {
 }
 
 // Run writes queued records until ctx ends, then writes what is left.
+//
+// It wakes once per linger, not once per record: after the first record
+// of a batch it sleeps out the linger and then takes what has queued
+// meanwhile without blocking, a batch at a time until the queue is
+// empty. A receive that blocks in a select makes every Record wake this
+// goroutine (and often an idle thread to run it), a context switch per
+// request on a busy machine.
 func (u *UsageRecorder) Run(ctx context.Context) {
 	batch := make([]*custos.UsageRecord, 0, usageBatch)
 	flush := func() {
@@ -63,7 +70,27 @@ func (u *UsageRecorder) Run(ctx context.Context) {
 			u.s.log.Error("gateway: write usage records", "records", len(batch), "err", err)
 		}
 		cancel()
+		clear(batch)
 		batch = batch[:0]
+	}
+	// drain writes everything queued, a batch at a time.
+	drain := func() {
+		for {
+			for len(batch) < usageBatch {
+				select {
+				case r := <-u.ch:
+					batch = append(batch, r)
+					continue
+				default:
+				}
+				break
+			}
+			full := len(batch) == usageBatch
+			flush()
+			if !full {
+				return
+			}
+		}
 	}
 	linger := time.NewTimer(usageLinger)
 	linger.Stop()
@@ -71,37 +98,17 @@ func (u *UsageRecorder) Run(ctx context.Context) {
 		select {
 		case r := <-u.ch:
 			batch = append(batch, r)
-			// Take what else comes within the linger, up to a batch.
-			linger.Reset(usageLinger)
-		more:
-			for len(batch) < usageBatch {
-				select {
-				case r := <-u.ch:
-					batch = append(batch, r)
-				case <-linger.C:
-					break more
-				case <-ctx.Done():
-					break more
-				}
-			}
-			linger.Stop()
-			flush()
 		case <-ctx.Done():
-			for {
-				select {
-				case r := <-u.ch:
-					batch = append(batch, r)
-					if len(batch) == usageBatch {
-						flush()
-					}
-					continue
-				default:
-				}
-				break
-			}
-			flush()
+			drain()
 			return
 		}
+		linger.Reset(usageLinger)
+		select {
+		case <-linger.C:
+		case <-ctx.Done():
+			linger.Stop()
+		}
+		drain()
 	}
 }
 
