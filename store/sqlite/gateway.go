@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/custos-dev/custos"
@@ -303,22 +304,44 @@ func (s *Store) SettleBudget(ctx context.Context, r *custos.Reservation, used in
 const usageCols = `id, org_id, key_id, provider, model, route, tokens_in, tokens_out, latency_ms, overhead_ms,
 	status, redactions, known_hits, stream, mode, time`
 
+// usageChunk is the most records one INSERT statement writes: a statement
+// per record spends most of its time binding and stepping a statement
+// rather than in the B-trees (17 parameters a row, far under SQLite's
+// 32,766).
+const usageChunk = 16
+
+// insertUsageSQL[n] inserts n records.
+var insertUsageSQL = func() (q [usageChunk + 1]string) {
+	row := "(" + strings.TrimSuffix(strings.Repeat("?, ", 17), ", ") + ")"
+	for n := 1; n <= usageChunk; n++ {
+		q[n] = "INSERT INTO usage_records (" + usageCols + ", day) VALUES " + strings.TrimSuffix(strings.Repeat(row+", ", n), ", ")
+	}
+	return q
+}()
+
 // AppendUsage inserts recs in one transaction. A record without an ID gets
 // one. Returns ECONFLICT if an id exists.
 func (s *Store) AppendUsage(ctx context.Context, recs []*custos.UsageRecord) error {
 	if len(recs) == 0 {
 		return nil
 	}
+	for _, u := range recs {
+		if u.ID == "" {
+			u.ID = custos.NewTimeID(custos.PrefixUsage, u.Time)
+		}
+	}
 	return s.write(ctx, func(w *wtx) error {
-		for _, u := range recs {
-			if u.ID == "" {
-				u.ID = custos.NewTimeID(custos.PrefixUsage, u.Time)
+		args := make([]any, 0, 17*min(len(recs), usageChunk))
+		for rest := recs; len(rest) > 0; {
+			chunk := rest[:min(len(rest), usageChunk)]
+			rest = rest[len(chunk):]
+			args = args[:0]
+			for _, u := range chunk {
+				args = append(args, u.ID, u.OrgID, u.KeyID, u.Provider, u.Model, u.Route, u.TokensIn, u.TokensOut, u.LatencyMS,
+					u.OverheadMS, u.Status, u.Redactions, u.KnownHits, u.Stream, u.Mode, micros(u.Time), meter.Day(u.Time))
 			}
-			if _, err := w.exec(`INSERT INTO usage_records (`+usageCols+`, day)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				u.ID, u.OrgID, u.KeyID, u.Provider, u.Model, u.Route, u.TokensIn, u.TokensOut, u.LatencyMS, u.OverheadMS,
-				u.Status, u.Redactions, u.KnownHits, u.Stream, u.Mode, micros(u.Time), meter.Day(u.Time)); err != nil {
-				return conflictOr(err, "insert usage record", "usage record %q already exists", u.ID)
+			if _, err := w.exec(insertUsageSQL[len(chunk)], args...); err != nil {
+				return conflictOr(err, "insert usage records", "a usage record of %s…%s already exists", chunk[0].ID, chunk[len(chunk)-1].ID)
 			}
 		}
 		return nil

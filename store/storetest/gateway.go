@@ -668,14 +668,22 @@ func testUsageStore(t *testing.T, open func(t *testing.T) custos.Store) {
 		if err := s.AppendUsage(ctx, []*custos.UsageRecord{a}); err != nil {
 			t.Fatal(err)
 		}
-		err := s.AppendUsage(ctx, []*custos.UsageRecord{NewUsage(org.ID, owner.ID, "m", 1, 1, Now), a})
-		if got, want := code(err), custos.ECONFLICT; got != want {
-			t.Fatalf("code=%q, want %q (%v)", got, want, err)
+		// The duplicate first in a short batch, and last in a long one (a
+		// backend may write a batch in several statements).
+		long := make([]*custos.UsageRecord, 0, 41)
+		for i := range 40 {
+			long = append(long, NewUsage(org.ID, owner.ID, "m", 1, 1, Now.Add(time.Duration(i+1)*time.Millisecond)))
 		}
-		if got, err := s.ListUsage(ctx, org.ID, custos.UsageFilter{}); err != nil {
-			t.Fatal(err)
-		} else if len(got) != 1 {
-			t.Fatalf("records=%d, want 1", len(got))
+		for _, batch := range [][]*custos.UsageRecord{{a, NewUsage(org.ID, owner.ID, "m", 1, 1, Now)}, append(long, a)} {
+			err := s.AppendUsage(ctx, batch)
+			if got, want := code(err), custos.ECONFLICT; got != want {
+				t.Fatalf("code=%q, want %q (%v)", got, want, err)
+			}
+			if got, err := s.ListUsage(ctx, org.ID, custos.UsageFilter{}); err != nil {
+				t.Fatal(err)
+			} else if len(got) != 1 {
+				t.Fatalf("records=%d, want 1", len(got))
+			}
 		}
 	})
 
