@@ -243,3 +243,60 @@ func TestSpanEnd_Exact(t *testing.T) {
 	}
 	t.Logf("%d runs, %d on a shorter input", runs, shorter)
 }
+
+// Ensure stopSet answers as the automaton it replaces: newAC over the
+// words with ASCII case folded.
+func TestStopSet_Exact(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 3))
+	e, err := New(Config{Secrets: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generic []string
+	for _, ru := range e.rules {
+		ru.ready()
+		for _, a := range ru.allow {
+			if len(a.stop) > len(generic) {
+				generic = a.stop
+			}
+		}
+	}
+	if len(generic) < 1000 {
+		t.Fatalf("the generic rule's stopwords: %d, want over 1000", len(generic))
+	}
+	sets := [][]string{
+		generic,
+		{"abc", "abd", "bcd", "ab", "x", "é", "éa", "\xc3\xa9tat", "zzzz", "abcabc"},
+		{"aaa", "aaaa", "aa"},
+		{"k\xe2\x84\xaa", "014df517-39d1", "your_api_key", "a-b", "_ec2_"},
+	}
+	sts, acs := make([]*stopSet, len(sets)), make([]*acMatcher, len(sets))
+	for i, ws := range sets {
+		sts[i], acs[i] = newStopSet(ws), newAC(ws, true)
+	}
+	for i := range 60000 {
+		ws, st, ac := sets[i%len(sets)], sts[i%len(sets)], acs[i%len(sets)]
+		var s []byte
+		switch i % 3 {
+		case 0: // words glued together with random case and noise
+			for n := r.IntN(4); n >= 0; n-- {
+				s = append(s, randomBytes(r, "xyzXYZ09-_\xc3\xa9", r.IntN(4))...)
+				w := []byte(ws[r.IntN(len(ws))])
+				if cut := r.IntN(3); cut > 0 && len(w) > cut {
+					w = w[:len(w)-cut] // a prefix: a near miss
+				}
+				for j := range w {
+					if r.IntN(2) == 0 && 'a' <= w[j] && w[j] <= 'z' {
+						w[j] -= 'a' - 'A'
+					}
+				}
+				s = append(s, w...)
+			}
+		default:
+			s = randomBytes(r, "abcdABCDxyzé\xe2\x84\xaa_-014dfKk", r.IntN(40))
+		}
+		if got, want := st.match(s), ac.match(s); got != want {
+			t.Fatalf("stopSet.match(%q) over %d words = %v, want %v", s, len(ws), got, want)
+		}
+	}
+}

@@ -68,7 +68,7 @@ type allowlist struct {
 	rules   map[string]bool
 
 	stopOnce sync.Once
-	stopAC   *acMatcher // stop, compiled on first use
+	stopSet  *stopSet // stop, compiled on first use
 }
 
 // allowed reports whether a candidate is allowed (not a finding).
@@ -109,8 +109,83 @@ func (a *allowlist) stopword(s []byte) bool {
 	if len(a.stop) < 8 {
 		return containsStopword(s, a.stop)
 	}
-	a.stopOnce.Do(func() { a.stopAC = newAC(a.stop, true) })
-	return a.stopAC.match(s)
+	a.stopOnce.Do(func() { a.stopSet = newStopSet(a.stop) })
+	return a.stopSet.match(s)
+}
+
+// stopSet finds any of many stopwords in a string, ignoring ASCII case,
+// as an Aho-Corasick automaton over them would (newAC with fold), but in
+// a few KB instead of the automaton's hundreds (gitleaks' generic rule
+// has 1,446 stopwords): the candidate secrets it checks are short, and
+// its table would come from main memory on each.
+//
+// A word of 3 bytes or more can start only where the three bytes there,
+// lowered, are its first three: a 32,768-bit filter hashed from them
+// rules out most positions, and the words with those first three bytes
+// are compared at the others. Shorter words are searched for one by one.
+type stopSet struct {
+	filter [1 << (stopHashBits - 6)]uint64
+	words  map[uint32][]string // first three bytes → the words starting so
+	short  []string
+}
+
+const stopHashBits = 15
+
+// stopHash maps three bytes (b0 | b1<<8 | b2<<16) to a filter bit.
+func stopHash(k uint32) uint32 { return k * 0x9E3779B1 >> (32 - stopHashBits) }
+
+// newStopSet compiles words, which must be lower case.
+func newStopSet(words []string) *stopSet {
+	st := &stopSet{words: map[uint32][]string{}}
+	for _, w := range words {
+		if len(w) < 3 {
+			st.short = append(st.short, w)
+			continue
+		}
+		k := uint32(w[0]) | uint32(w[1])<<8 | uint32(w[2])<<16
+		st.words[k] = append(st.words[k], w)
+		h := stopHash(k)
+		st.filter[h>>6] |= 1 << (h & 63)
+	}
+	return st
+}
+
+// match reports whether s with A-Z lowered contains one of the words.
+func (st *stopSet) match(s []byte) bool {
+	for _, w := range st.short {
+		if containsFold(s, w) {
+			return true
+		}
+	}
+	if len(s) < 3 {
+		return false
+	}
+	k := uint32(lowerASCII(s[0]))<<8 | uint32(lowerASCII(s[1]))<<16
+	for i := 0; i+3 <= len(s); i++ {
+		k = k>>8 | uint32(lowerASCII(s[i+2]))<<16
+		if h := stopHash(k); st.filter[h>>6]>>(h&63)&1 == 0 {
+			continue
+		}
+		for _, w := range st.words[k] {
+			if hasPrefixFold(s[i:], w) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// hasPrefixFold reports whether s with A-Z lowered begins with w.
+func hasPrefixFold(s []byte, w string) bool {
+	if len(s) < len(w) {
+		return false
+	}
+	for j := 0; j < len(w); j++ {
+		if lowerASCII(s[j]) != w[j] {
+			return false
+		}
+	}
+	return true
 }
 
 // containsStopword reports whether s, lowered, contains one of words.
