@@ -488,6 +488,10 @@ func appendEscape(dst, b []byte) ([]byte, int) {
 	return append(dst, b[1]), 2 // '"', '\\', '/'
 }
 
+// shortEscape maps the byte after a backslash to what a two-byte escape
+// stands for (0: not one).
+var shortEscape = [256]byte{'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'}
+
 // scanUnescape is scanString and unescape in one pass: it validates the
 // JSON string whose opening quote is at i and returns the index past its
 // closing quote and its contents — a sub-slice of src if it holds no
@@ -509,17 +513,29 @@ func scanUnescape(dst, src []byte, i int) (end int, content, buf []byte, ok bool
 			dst = append(dst, src[copied:i]...)
 			return i + 1, dst, dst, true
 		case c == '\\':
-			n := escapeLen(src[i:])
-			if n == 0 {
-				return 0, nil, dst, false
-			}
 			if copied < 0 {
 				dst = append(dst[:0], src[begin:i]...)
 			} else {
 				dst = append(dst, src[copied:i]...)
 			}
-			dst, _ = appendEscape(dst, src[i:i+n])
-			i += n
+			// Escapes come in runs (code: \n\t\t\t, \"\"): decode the
+			// whole run here, the two-byte ones by table.
+			for {
+				if i+1 < len(src) && shortEscape[src[i+1]] != 0 {
+					dst = append(dst, shortEscape[src[i+1]])
+					i += 2
+				} else {
+					n := escapeLen(src[i:])
+					if n == 0 {
+						return 0, nil, dst, false
+					}
+					dst, _ = appendEscape(dst, src[i:i+n])
+					i += n
+				}
+				if i >= len(src) || src[i] != '\\' {
+					break
+				}
+			}
 			copied = i
 		case c < 0x20:
 			return 0, nil, dst, false

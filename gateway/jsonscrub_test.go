@@ -188,6 +188,9 @@ func TestScrubBodyDuplicateName(t *testing.T) {
 
 // scrubSeeds are request bodies, valid and not, for the differential tests.
 var scrubSeeds = []string{
+	// Runs of escapes, ended by text, a quote, the input's end or a bad one.
+	`{"a":"\t\t\t\n\"x\\\/\b\f\r"}`, `{"a":"\t\t`, `{"a":"\t\`, `{"a":"\t\u00e9\t\ud83d\ude00\n"}`, `{"a":"\t\q"}`,
+	`{"a":"\n\ud83d\n"}`, `{"a":"\t\u00"}`, `{"m\t\t":"\t"}`,
 	``, ` `, `{}`, ` {} `, `{ }`, `[]`, `"x"`, `1`, `null`, `{`, `}`, `{"a"}`, `{"a":}`, `{"a":1,}`, `{,}`, `{"a":1 "b":2}`,
 	`{"model":"a"}{}`, `{"model":"a"} x`, `{"model":"a"}]`, `{"model":"a"}}`, `{"model":"a"}` + "\n\t\r ",
 	`{"model":"a","model":"b"}`, `{"mod\u0065l":"a","model":"b"}`, `{"a":{"b":1,"b":2}}`, `{"a":[{"x":1},{"x":1,"x":2}]}`,
