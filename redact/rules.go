@@ -106,9 +106,10 @@ func (a *allowlist) stopword(s []byte) bool {
 	if len(a.stop) == 0 || len(s) == 0 {
 		return false
 	}
-	if len(a.stop) < 8 {
-		return containsStopword(s, a.stop)
+	if len(a.stop) < 8 && !isASCII(s) {
+		return containsStopword(s, a.stop) // Unicode lowering, as gitleaks
 	}
+	// The same answer for ASCII text; for any text with many words.
 	a.stopOnce.Do(func() { a.stopSet = newStopSet(a.stop) })
 	return a.stopSet.match(s)
 }
