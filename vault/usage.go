@@ -23,12 +23,12 @@ const usageBatch = 64
 // first of a batch: a transaction per hundred requests at 2,000 req/s
 // instead of one per request. A commit costs more than its rows (the
 // transaction's statements, the WAL frames of every page it touched, and
-// on SQLite a cache-epoch query by every replica's next request), and at
-// 10 ms the gateway process used 4-6 % more CPU a request than at 50 ms
-// (bench/gatewaybench's throughput phase, one build against the other). Batches stay at most
-// usageBatch records, so the writes of a linger are not one long burst of
-// CPU that the requests of that moment wait behind. Records still queued
-// when the recorder stops are written then.
+// on SQLite a cache-epoch query by every replica's next request): at 10
+// ms the gateway process used 4-6 % more CPU a request than at 50 ms
+// (bench/gatewaybench's throughput phase, one build against the other).
+// Batches stay at most usageBatch records, so the writes of a linger are
+// not one long transaction that the requests of that moment wait behind.
+// Records still queued when the recorder stops are written then.
 const usageLinger = 50 * time.Millisecond
 
 // NewUsageRecorder returns a recorder; start Run before recording.
