@@ -16,10 +16,16 @@ type cardDetector struct{}
 const maxCardDigits = 19
 
 func (cardDetector) Detect(src []byte, emit func(redact.Finding)) {
+	dx := newDigitIndex(src)
+	defer dx.free()
+	cardDetector{}.detect(src, dx, emit)
+}
+
+func (cardDetector) detect(src []byte, dx *digitIndex, emit func(redact.Finding)) {
 	var digits [maxCardDigits]byte
 	for i := 0; i < len(src); {
 		if !isDigit(src[i]) {
-			i = nextDigit(src, i)
+			i = dx.next(i)
 			continue
 		}
 		if !leftOK(src, i) {

@@ -14,11 +14,17 @@ type ibanDetector struct{}
 const maxIBAN = 34
 
 func (ibanDetector) Detect(src []byte, emit func(redact.Finding)) {
+	dx := newDigitIndex(src)
+	defer dx.free()
+	ibanDetector{}.detect(src, dx, emit)
+}
+
+func (ibanDetector) detect(src []byte, dx *digitIndex, emit func(redact.Finding)) {
 	n := len(src)
 	for i := 0; i+15 <= n; i++ {
 		if !isDigit(src[i+2]) {
 			// No IBAN starts before the next digit's position minus two.
-			i = nextDigit(src, i+2) - 3 // the loop's i++ adds one
+			i = dx.next(i+2) - 3 // the loop's i++ adds one
 			continue
 		}
 		if !isUpper(src[i]) || !isUpper(src[i+1]) || !isDigit(src[i+3]) {

@@ -101,6 +101,12 @@ const (
 )
 
 func (d phoneDetector) Detect(src []byte, emit func(redact.Finding)) {
+	dx := newDigitIndex(src)
+	defer dx.free()
+	d.detect(src, dx, emit)
+}
+
+func (d phoneDetector) detect(src []byte, dx *digitIndex, emit func(redact.Finding)) {
 	var num phonenumbers.PhoneNumber
 	n := len(src)
 	for i := 0; i < n; {
@@ -108,7 +114,7 @@ func (d phoneDetector) Detect(src []byte, emit func(redact.Finding)) {
 			// A candidate has a digit within its first three bytes
 			// (1, (1, +1, +(1); from i to two before the next digit,
 			// every step is i++.
-			i = max(i+1, nextDigit(src, i)-2)
+			i = max(i+1, dx.next(i)-2)
 			continue
 		}
 		c := src[i]

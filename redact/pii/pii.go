@@ -12,7 +12,9 @@ package pii
 
 import (
 	"encoding/binary"
+	"math/bits"
 	"strings"
+	"sync"
 
 	"github.com/custos-dev/custos/redact"
 )
@@ -56,30 +58,41 @@ func DefaultConfig() Config {
 	}
 }
 
-// Detectors returns one detector per kind enabled in cfg, in the order
-// email, phone, card, IBAN, SSN, IP. They are safe for concurrent use; the
-// only state is the phone detector's cache of validation results (see
+// Detectors returns the detectors of the kinds enabled in cfg, in the
+// order email, phone, card, IBAN, SSN, IP. The detectors of numbers
+// (phone, card, IBAN, SSN) come as one detector when more than one is
+// enabled: it finds the text's digits once for all of them, and reports
+// what they would, in the same order. They are safe for concurrent use;
+// the only state is the phone detector's cache of validation results (see
 // phoneDetector), so build the detectors once and reuse them.
 func Detectors(cfg Config) []redact.Detector {
 	var ds []redact.Detector
 	if cfg.Email {
 		ds = append(ds, emailDetector{})
 	}
+	var nums numberDetectors
 	if cfg.Phone {
 		region := strings.ToUpper(strings.TrimSpace(cfg.PhoneRegion))
 		if region == "" {
 			region = "US"
 		}
-		ds = append(ds, newPhoneDetector(region))
+		nums = append(nums, newPhoneDetector(region))
 	}
 	if cfg.Card {
-		ds = append(ds, cardDetector{})
+		nums = append(nums, cardDetector{})
 	}
 	if cfg.IBAN {
-		ds = append(ds, ibanDetector{})
+		nums = append(nums, ibanDetector{})
 	}
 	if cfg.SSN {
-		ds = append(ds, ssnDetector{})
+		nums = append(nums, ssnDetector{})
+	}
+	switch len(nums) {
+	case 0:
+	case 1:
+		ds = append(ds, nums[0])
+	default:
+		ds = append(ds, nums)
 	}
 	if cfg.IP {
 		ds = append(ds, ipDetector{private: cfg.PrivateIPs})
@@ -87,9 +100,99 @@ func Detectors(cfg Config) []redact.Detector {
 	return ds
 }
 
+// numberDetector is a detector that finds its candidates from the text's
+// digits.
+type numberDetector interface {
+	redact.Detector
+	detect(src []byte, dx *digitIndex, emit func(redact.Finding))
+}
+
+// numberDetectors runs several number detectors over one digitIndex.
+type numberDetectors []numberDetector
+
+func (ns numberDetectors) Detect(src []byte, emit func(redact.Finding)) {
+	dx := newDigitIndex(src)
+	defer dx.free()
+	for _, d := range ns {
+		d.detect(src, dx, emit)
+	}
+}
+
+// digitIndex holds where the ASCII digits of a text are, a bit per byte:
+// the detectors of numbers skip to the next digit with it instead of each
+// reading the whole text again.
+type digitIndex struct {
+	n    int
+	bits []uint64 // bit i%64 of bits[i/64]: src[i] is a digit
+}
+
+var digitIndexes = sync.Pool{New: func() any { return new(digitIndex) }}
+
+// newDigitIndex indexes src's digits; free it when done.
+func newDigitIndex(src []byte) *digitIndex {
+	dx := digitIndexes.Get().(*digitIndex)
+	dx.n = len(src)
+	words := (len(src) + 63) / 64
+	if cap(dx.bits) < words {
+		dx.bits = make([]uint64, words)
+	}
+	dx.bits = dx.bits[:words]
+	i := 0
+	for w := 0; i+64 <= len(src); w++ {
+		b := src[i : i+64 : i+64]
+		le := binary.LittleEndian
+		d0, d1, d2, d3 := digits8(le.Uint64(b[0:])), digits8(le.Uint64(b[8:])), digits8(le.Uint64(b[16:])), digits8(le.Uint64(b[24:]))
+		d4, d5, d6, d7 := digits8(le.Uint64(b[32:])), digits8(le.Uint64(b[40:])), digits8(le.Uint64(b[48:])), digits8(le.Uint64(b[56:]))
+		var m uint64
+		if d0|d1|d2|d3|d4|d5|d6|d7 != 0 { // most blocks of text hold no digit
+			// The high bit of each digit byte, gathered into 8 bits a word.
+			m = gather(d0) | gather(d1)<<8 | gather(d2)<<16 | gather(d3)<<24 |
+				gather(d4)<<32 | gather(d5)<<40 | gather(d6)<<48 | gather(d7)<<56
+		}
+		dx.bits[w] = m
+		i += 64
+	}
+	if i < len(src) {
+		var m uint64
+		for k, c := range src[i:] {
+			if isDigit(c) {
+				m |= 1 << k
+			}
+		}
+		dx.bits[i/64] = m
+	}
+	return dx
+}
+
+// gather returns the high bits of x's bytes (x has no other bits) as
+// the bits 0-7 of a byte, byte k's as bit k: each moved to bit 0 of its
+// byte, then multiplied into bits 56-63 by 0x0102040810204080, whose
+// partial products do not overlap, so no carry mixes them.
+func gather(x uint64) uint64 { return x >> 7 * 0x0102040810204080 >> 56 }
+
+func (dx *digitIndex) free() { digitIndexes.Put(dx) }
+
+// next returns the index of the first digit at or after i, or the text's
+// length.
+func (dx *digitIndex) next(i int) int {
+	if i >= dx.n {
+		return dx.n
+	}
+	w := i / 64
+	m := dx.bits[w] >> (i % 64) << (i % 64)
+	for m == 0 {
+		w++
+		if w == len(dx.bits) {
+			return dx.n
+		}
+		m = dx.bits[w]
+	}
+	return w*64 + bits.TrailingZeros64(m)
+}
+
 func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
-// Masks for nextDigit.
+// Masks for digits8.
 const (
 	lows7  = 0x7f7f7f7f7f7f7f7f
 	highs  = 0x8080808080808080
@@ -107,26 +210,6 @@ func digits8(x uint64) uint64 {
 	return (y + from0) &^ (y + past9) &^ x & highs
 }
 
-// nextDigit returns the index of the first ASCII digit in src[i:], or
-// len(src). Every detector but email needs digits, and code has few, so
-// they skip to the next one eight bytes at a time.
-func nextDigit(src []byte, i int) int {
-	for ; i+4*bytes8 <= len(src); i += 4 * bytes8 {
-		w := src[i : i+4*bytes8]
-		if digits8(binary.LittleEndian.Uint64(w))|digits8(binary.LittleEndian.Uint64(w[8:]))|
-			digits8(binary.LittleEndian.Uint64(w[16:]))|digits8(binary.LittleEndian.Uint64(w[24:])) != 0 {
-			break
-		}
-	}
-	for ; i+bytes8 <= len(src); i += bytes8 {
-		if digits8(binary.LittleEndian.Uint64(src[i:])) != 0 {
-			break
-		}
-	}
-	for ; i < len(src) && !isDigit(src[i]); i++ {
-	}
-	return i
-}
 func isUpper(c byte) bool { return 'A' <= c && c <= 'Z' }
 func isLower(c byte) bool { return 'a' <= c && c <= 'z' }
 func isAlpha(c byte) bool { return isUpper(c) || isLower(c) }

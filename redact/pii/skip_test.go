@@ -10,32 +10,52 @@ import (
 	"github.com/nyaruka/phonenumbers"
 )
 
-// The detectors skip to the next digit (nextDigit) where they used to step
-// byte by byte. These tests compare them with the plain loops they
+// The detectors skip to the next digit (digitIndex.next) where they used
+// to step byte by byte. These tests compare them with the plain loops they
 // replace, kept here verbatim, so a skip that changes a finding fails.
 
-// Ensure nextDigit finds the first digit, for every byte at every offset.
-func TestNextDigit(t *testing.T) {
+// Ensure digitIndex.next finds the first digit at or after every offset,
+// for one digit-like byte anywhere in texts across word boundaries, and
+// for random texts dense and sparse in digits.
+func TestDigitIndex(t *testing.T) {
 	plain := func(src []byte, i int) int {
 		for i < len(src) && !isDigit(src[i]) {
 			i++
 		}
 		return i
 	}
-	for n := range 70 {
-		for pos := range n + 1 {
-			for c := range 256 {
-				src := []byte(strings.Repeat("a\xff/:", n)[:n])
-				if pos < n {
-					src[pos] = byte(c)
-				}
-				for i := range min(n+1, 3) {
-					if got, want := nextDigit(src, i), plain(src, i); got != want {
-						t.Fatalf("nextDigit(%q, %d) = %d, want %d", src, i, got, want)
-					}
-				}
+	check := func(src []byte) {
+		t.Helper()
+		dx := newDigitIndex(src)
+		defer dx.free()
+		for i := range len(src) + 2 {
+			if got, want := dx.next(i), plain(src, min(i, len(src))); got != want {
+				t.Fatalf("next(%d) over %q = %d, want %d", i, src, got, want)
 			}
 		}
+	}
+	for n := range 200 {
+		for pos := range n + 1 {
+			for _, c := range []byte{'0', '5', '9', '/', ':', '0' | 0x80, '9' | 0x80, 0xff, 'a', 0} {
+				src := []byte(strings.Repeat("a\xff/:", n)[:n])
+				if pos < n {
+					src[pos] = c
+				}
+				check(src)
+			}
+		}
+	}
+	r := rand.New(rand.NewPCG(5, 5))
+	for range 3000 {
+		src := make([]byte, r.IntN(600))
+		density := 1 + r.IntN(64)
+		for i := range src {
+			src[i] = byte(r.IntN(256))
+			if r.IntN(density) == 0 {
+				src[i] = byte('0' + r.IntN(10))
+			}
+		}
+		check(src)
 	}
 }
 
@@ -105,11 +125,23 @@ func FuzzSkip(f *testing.F) {
 		f.Add(skipText(r))
 	}
 	ps := detectorPairs()
+	together := Detectors(DefaultConfig())
+	single := []redact.Detector{emailDetector{}, newPhoneDetector("US"), cardDetector{}, ibanDetector{}, ssnDetector{}, ipDetector{}}
+	all := func(ds []redact.Detector, src []byte) []redact.Finding {
+		var out []redact.Finding
+		for _, d := range ds {
+			d.Detect(src, func(f redact.Finding) { out = append(out, f) })
+		}
+		return out
+	}
 	f.Fuzz(func(t *testing.T, src []byte) {
 		for _, p := range ps {
 			if got, want := collect(p.fast, src), collect(p.plain, src); !slices.Equal(got, want) {
 				t.Fatalf("%s on %q: %v, want %v", p.name, src, got, want)
 			}
+		}
+		if got, want := all(together, src), all(single, src); !slices.Equal(got, want) {
+			t.Fatalf("%q: together %v, one by one %v", src, got, want)
 		}
 	})
 }
@@ -293,6 +325,31 @@ func (d phoneDetector) detectPlain(src []byte, emit func(redact.Finding)) {
 			i = cand.e
 		} else {
 			i++
+		}
+	}
+}
+
+// Ensure the detectors of numbers together, over one digit index, report
+// what each reports on its own, in the same order.
+func TestNumberDetectorsSame(t *testing.T) {
+	ds := Detectors(DefaultConfig())
+	ph := newPhoneDetector("US")
+	single := []redact.Detector{emailDetector{}, ph, cardDetector{}, ibanDetector{}, ssnDetector{}, ipDetector{}}
+	if len(ds) != 3 {
+		t.Fatalf("Detectors(DefaultConfig()) = %d detectors, want email, the numbers, IP", len(ds))
+	}
+	r := rand.New(rand.NewPCG(6, 6))
+	for range 3000 {
+		src := skipText(r)
+		var got, want []redact.Finding
+		for _, d := range ds {
+			d.Detect(src, func(f redact.Finding) { got = append(got, f) })
+		}
+		for _, d := range single {
+			d.Detect(src, func(f redact.Finding) { want = append(want, f) })
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%q: together %v, one by one %v", src, got, want)
 		}
 	}
 }

@@ -12,10 +12,16 @@ import "github.com/custos-dev/custos/redact"
 type ssnDetector struct{}
 
 func (ssnDetector) Detect(src []byte, emit func(redact.Finding)) {
+	dx := newDigitIndex(src)
+	defer dx.free()
+	ssnDetector{}.detect(src, dx, emit)
+}
+
+func (ssnDetector) detect(src []byte, dx *digitIndex, emit func(redact.Finding)) {
 	n := len(src)
 	for i := 0; i+11 <= n; i++ {
 		if !isDigit(src[i]) {
-			i = nextDigit(src, i) - 1 // the loop's i++ lands on the digit
+			i = dx.next(i) - 1 // the loop's i++ lands on the digit
 			continue
 		}
 		// src[i] starts a digit run here only if the previous byte is not
