@@ -10,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/custos-dev/custos/bench/prompttext"
 )
 
 // ---- the prompt ----
@@ -45,42 +47,6 @@ const systemPrompt = "You are a senior Go reviewer on the platform team. Review 
 	"If the code handles credentials, check that they are never logged, never written to disk in the clear and never sent to a third party. " +
 	"Answer in Markdown with one heading per file."
 
-// codeBlock is repeated (with its names varied) to fill the user message.
-const codeBlock = `
-// %[1]sClient talks to the %[1]s API.
-type %[1]sClient struct {
-	base    string
-	http    *http.Client
-	retries int
-}
-
-// Fetch%[1]s returns the items of page, retrying on 5xx answers.
-func (c *%[1]sClient) Fetch%[1]s(ctx context.Context, page int) ([]Item, error) {
-	var lastErr error
-	for attempt := 0; attempt <= c.retries; attempt++ {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%%s/items?page=%%d", c.base, page), nil)
-		if err != nil {
-			return nil, err
-		}
-		resp, err := c.http.Do(req)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		if resp.StatusCode >= 500 {
-			lastErr = fmt.Errorf("%[2]s: status %%d", resp.StatusCode)
-			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
-			continue
-		}
-		var out struct{ Items []Item }
-		err = json.NewDecoder(resp.Body).Decode(&out)
-		resp.Body.Close()
-		return out.Items, err
-	}
-	return nil, lastErr
-}
-`
-
 // newPrompt builds the 8 KB request with freshly generated fake secrets: a
 // GitHub token, an AWS access key id and an email address.
 func newPrompt() (*prompt, error) {
@@ -88,13 +54,9 @@ func newPrompt() (*prompt, error) {
 	aws := "AKIA" + rand.Text()[:16]
 	email := "dana." + strings.ToLower(rand.Text()[:6]) + "@northwind-traders.com"
 	var u strings.Builder
-	u.WriteString("Request " + nonceSlot + ". Can you review this client package? It is slow under load and I think the retry loop leaks connections.\n\n```go\npackage inventory\n\n")
-	fmt.Fprintf(&u, "// Maintainer: %s\n\nconst (\n\tgithubToken = %q // TODO: move to the vault\n\tawsKeyID    = %q\n)\n", email, ghp, aws)
-	names := []string{"Inventory", "Orders", "Shipping", "Billing", "Catalog", "Returns", "Pricing", "Warehouse", "Suppliers", "Invoices"}
-	for i := 0; u.Len() < 2*promptSize; i++ {
-		n := names[i%len(names)]
-		fmt.Fprintf(&u, codeBlock, n, strings.ToLower(n))
-	}
+	u.WriteString("Request " + nonceSlot + ". " + prompttext.Intro)
+	u.WriteString(prompttext.Planted(email, ghp, aws))
+	prompttext.AppendCode(&u, 2*promptSize)
 	content := u.String()
 	build := func(c string, stream bool) ([]byte, error) {
 		r := chatRequest{Model: benchModel, Temperature: 0.2, MaxTokens: 1024,
