@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"unicode/utf16"
@@ -43,9 +44,10 @@ const streamOptions = `"stream_options":{"include_usage":true}`
 // as it came; a redacted string keeps the caller's escapes around its
 // placeholders (splice), or is quoted anew when that cannot be. With
 // addStreamOptions, a streaming request without stream_options gets
-// {"include_usage":true}. When nothing changes the result is a sub-slice of raw.
-func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, error) {
-	p := bodyParser{src: raw, sc: sc, addStreamOptions: addStreamOptions}
+// {"include_usage":true}. The result is appended to dst[:0] (nil: a new
+// slice), so it never shares memory with raw, even when nothing changed.
+func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool, dst []byte) ([]byte, top, error) {
+	p := bodyParser{src: raw, sc: sc, addStreamOptions: addStreamOptions, out: dst[:0:cap(dst)]}
 	if s, _ := scratchPool.Get().(*bodyScratch); s != nil {
 		p.names, p.buf = s.names, s.buf
 		defer func() {
@@ -69,10 +71,8 @@ func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, er
 	if skipSpace(raw, end) != len(raw) {
 		return nil, top{}, errNotObject
 	}
-	if p.out == nil {
-		return raw[start:end], p.t, nil
-	}
-	return append(p.out, raw[p.copied:end]...), p.t, nil
+	p.flush(end)
+	return p.out, p.t, nil
 }
 
 // bodyScratch is the working memory of a scrubBody pass, pooled.
@@ -90,9 +90,9 @@ const maxPooled = 1 << 20
 // bodyParser is the state of one scrubBody pass.
 type bodyParser struct {
 	src              []byte
-	i                int // the next byte to read
-	out              []byte
-	copied           int // src[copied:i] is not yet in out
+	i                int    // the next byte to read
+	out              []byte // the result so far
+	copied           int    // src[copied:i] is not yet in out
 	sc               *scrubber
 	addStreamOptions bool
 	t                top
@@ -102,8 +102,9 @@ type bodyParser struct {
 
 // flush copies src[copied:to] to out; the bytes from to on are replaced.
 func (p *bodyParser) flush(to int) {
-	if p.out == nil {
-		p.out = make([]byte, 0, len(p.src)+len(p.src)/8+len(streamOptions)+1)
+	if len(p.out) == 0 {
+		// Room for the body and some placeholders longer than their values.
+		p.out = slices.Grow(p.out, len(p.src)+len(p.src)/8+len(streamOptions)+1)
 	}
 	p.out = append(p.out, p.src[p.copied:to]...)
 	p.copied = to

@@ -50,12 +50,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 		return
 	}
 	rq.key = key
-	var in bytes.Buffer
-	if n := r.ContentLength; n > 0 && n <= h.cfg.MaxBody {
-		in.Grow(int(n) + 1) // one allocation for a body of known length
-	}
-	_, err := in.ReadFrom(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody))
-	raw := in.Bytes()
+	in, err := readBody(http.MaxBytesReader(w, r.Body, h.cfg.MaxBody), r.ContentLength, h.cfg.MaxBody)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -71,6 +66,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 	defer cancel()
 	setup, err := h.setup(ctx, key)
 	if err != nil {
+		in.release()
 		h.log.Error("gateway: load the org's setup", "org_id", key.OrgID, "err", err)
 		writeError(w, f, http.StatusServiceUnavailable, "custos could not load the gateway's configuration; try again.")
 		return
@@ -78,7 +74,8 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 	// One pass validates the body, reads its routing fields and redacts
 	// every text field; the model and the flags stay as they are.
 	rq.sc = newScrubber(setup.Engine).withCache(h.cache, key.ID)
-	out, body, err := scrubBody(raw, rq.sc, f == wireOpenAI && rt == routeChat)
+	out, body, err := scrubBody(in.b, rq.sc, f == wireOpenAI && rt == routeChat, nil)
+	in.release() // out is a copy: the caller's body is not read again
 	if err != nil {
 		msg := "The request body is not a JSON object."
 		if errors.Is(err, errDuplicateName) {
