@@ -409,3 +409,20 @@ func TestRawCursor(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONEscape holds jsonEscape's fast path to encoding/json's output.
+func TestJSONEscape(t *testing.T) {
+	cases := []string{"", "ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW", "dana.ops@northwind-traders.com", "a<b>&c", "é", "\u2028", "a\xffb", "\x7f", "tab\there"}
+	for c := 0; c < 256; c++ {
+		cases = append(cases, "x"+string(rune(c))+"y", "x"+string([]byte{byte(c)})+"y")
+	}
+	for _, v := range cases {
+		b, err := marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := jsonEscape(v), string(b[1:len(b)-1]); got != want {
+			t.Errorf("jsonEscape(%q) = %q, want %q", v, got, want)
+		}
+	}
+}

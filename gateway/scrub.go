@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/custos-dev/custos/redact"
 )
@@ -148,9 +149,17 @@ func (s *scrubber) redactJSONString(str string) string {
 	return string(b)
 }
 
+// jsonEscape returns v as encoding/json writes it inside a string's quotes
+// (HTML characters as they are). Most values found — tokens, keys,
+// addresses — need no escape and are returned as they are.
 func jsonEscape(v string) string {
-	b, _ := marshal(v)
-	return string(b[1 : len(b)-1])
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c == '"' || c == '\\' || c >= utf8.RuneSelf {
+			b, _ := marshal(v)
+			return string(b[1 : len(b)-1])
+		}
+	}
+	return v
 }
 
 // decode decodes the JSON value b into v, keeping numbers as json.Number
