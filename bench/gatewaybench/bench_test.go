@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -34,7 +35,7 @@ func TestSetup(t *testing.T) {
 	}
 	for _, layout := range []string{layoutProcesses, layoutOne} {
 		t.Run(layout, func(t *testing.T) {
-			fx, err := setup(t.TempDir(), layout, baseline{})
+			fx, err := setup(t.TempDir(), layout, nil, baseline{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -83,7 +84,7 @@ func TestSetupBaseline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fx, err := setup(t.TempDir(), layoutProcesses, baseline{exe: "self", noRules: true})
+	fx, err := setup(t.TempDir(), layoutProcesses, nil, baseline{exe: "self", noRules: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func TestSetupBaseline(t *testing.T) {
 			t.Errorf("profile %s: %v", name, err)
 		}
 	}
-	if fx, err := setup(t.TempDir(), layoutOne, baseline{exe: "self"}); err == nil {
+	if fx, err := setup(t.TempDir(), layoutOne, nil, baseline{exe: "self"}); err == nil {
 		fx.close()
 		t.Error("one layout started a baseline")
 	}
@@ -160,5 +161,41 @@ func TestLatVerdict(t *testing.T) {
 		if got := latVerdict(c.errors, c.added, c.target); got != c.want {
 			t.Errorf("latVerdict(%d, %v, %v) = %q, want %q", c.errors, c.added, c.target, got, c.want)
 		}
+	}
+}
+
+func TestEnvList(t *testing.T) {
+	got, err := envList("  GOGC=1600 GODEBUG=gctrace=1,madvdontneed=1 X= ")
+	if err != nil || strings.Join(got, "|") != "GOGC=1600|GODEBUG=gctrace=1,madvdontneed=1|X=" {
+		t.Fatalf("got %q, %v", got, err)
+	}
+	for _, bad := range []string{"GOGC", "=1", "A=1 B"} {
+		if _, err := envList(bad); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
+
+func TestWriteLatencies(t *testing.T) {
+	name := filepath.Join(t.TempDir(), "lat.csv")
+	ts := []*target{{name: "direct"}, {name: "custos"}}
+	at := time.Unix(0, 1_700_000_000_000_000_000)
+	phases := []phaseSamples{{mode{name: "streaming"}, [][]sample{
+		{{ok: true, at: at, lat: 1500 * time.Microsecond}},
+		{{ok: true, at: at.Add(time.Millisecond), lat: 2 * time.Millisecond}, {at: at, err: "EOF, \"quoted\""}},
+	}}}
+	if err := writeLatencies(name, ts, phases); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "mode,target,scheduled_unix_ns,latency_ns,error\n" +
+		"streaming,direct,1700000000000000000,1500000,\n" +
+		"streaming,custos,1700000000001000000,2000000,\n" +
+		"streaming,custos,1700000000000000000,0,\"EOF, \"\"quoted\"\"\"\n"
+	if string(b) != want {
+		t.Fatalf("got\n%s\nwant\n%s", b, want)
 	}
 }

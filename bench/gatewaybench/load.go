@@ -79,6 +79,7 @@ type sample struct {
 	ok        bool
 	err       string
 	lat, ttfb time.Duration
+	at        time.Time     // when it was to be sent (from)
 	late      time.Duration // sent this long after from
 	overhead  float64       // X-Custos-Overhead-Ms; -1 when absent
 }
@@ -101,7 +102,7 @@ var doneEvent = []byte("data: [DONE]")
 
 // do sends one request and reads the whole answer; from is when it was due.
 func (t *target) do(m mode, from time.Time) sample {
-	s := sample{overhead: -1, late: time.Since(from)}
+	s := sample{overhead: -1, at: from, late: time.Since(from)}
 	req, err := t.request(m.payload())
 	if err != nil {
 		s.err = err.Error()

@@ -37,6 +37,13 @@
 //	git stash && go build -o /tmp/base ./bench/gatewaybench && git stash pop
 //	go run ./bench/gatewaybench -baseline /tmp/base
 //
+// -custos-env and -baseline-env add settings to those processes'
+// environments, so a runtime setting is compared in one run too
+// (-baseline self -baseline-env GOGC=1600), or traced (-custos-env
+// GODEBUG=gctrace=1). -latencies FILE writes every request of the
+// fixed-rate phases with its scheduled send time, to see when the slow
+// ones came — together after a stall, or one by one.
+//
 // The client sends an 8 KB chat request (a system prompt and a user message
 // with code, holding planted fake secrets) to each of the three targets —
 // direct to the upstream, through the reverse proxy, through custos — non
@@ -103,6 +110,9 @@ type options struct {
 	memprofile string
 	baseline   string // the executable serving the baseline custos, or ""
 	baseRules  bool   // the baseline redacts with custos's rules
+	custosEnv  string // KEY=VALUE ... added to custos's environment
+	baseEnv    string // and to the baseline's
+	latencies  string // a CSV file of every request of the fixed-rate phases
 }
 
 func run() error {
@@ -118,9 +128,20 @@ func run() error {
 	flag.StringVar(&o.memprofile, "memprofile", "", "write an allocation profile to `FILE` at the end")
 	flag.StringVar(&o.baseline, "baseline", "", "also measure a second custos served by `EXE`, another build of this command (\"self\": this one), in the same run")
 	flag.BoolVar(&o.baseRules, "baseline-rules", true, "the baseline custos redacts with the default rules (false: none, so it still parses the body but finds nothing)")
+	flag.StringVar(&o.custosEnv, "custos-env", "", "add these space-separated `KEY=VALUE` settings to custos's environment (e.g. GOGC=800 GODEBUG=gctrace=1; processes layout)")
+	flag.StringVar(&o.baseEnv, "baseline-env", "", "the same for the baseline custos, e.g. to compare a runtime setting with -baseline self")
+	flag.StringVar(&o.latencies, "latencies", "", "write every request of the fixed-rate phases to `FILE` (CSV: mode, target, scheduled send time in Unix ns, latency in ns, error)")
 	flag.Parse()
 	if o.duration <= 0 || o.rate <= 0 || o.seqN <= 0 || o.conc <= 0 || o.rounds <= 0 {
 		return errors.New("-duration, -rate, -seq, -conc and -rounds must be positive")
+	}
+	custosEnv, err := envList(o.custosEnv)
+	if err != nil {
+		return fmt.Errorf("-custos-env: %w", err)
+	}
+	baseEnv, err := envList(o.baseEnv)
+	if err != nil {
+		return fmt.Errorf("-baseline-env: %w", err)
 	}
 	gogc := setGC() // as `custos serve` does; each server process too
 
@@ -129,7 +150,7 @@ func run() error {
 		return err
 	}
 	defer os.RemoveAll(tmp)
-	fx, err := setup(tmp, o.layout, baseline{exe: o.baseline, noRules: !o.baseRules})
+	fx, err := setup(tmp, o.layout, custosEnv, baseline{exe: o.baseline, noRules: !o.baseRules, env: baseEnv})
 	if err != nil {
 		return err
 	}
@@ -177,7 +198,8 @@ func run() error {
 
 	var lat []latRow
 	var tput []tputRow
-	var overhead [2][]float64 // custos non-streaming: sequential, at -rate
+	var rateSamples []phaseSamples // for -latencies
+	var overhead [2][]float64      // custos non-streaming: sequential, at -rate
 	for _, m := range modes {
 		fmt.Fprintf(os.Stderr, "%s: warm-up and sequential\n", m.name)
 		sequential(fx.targets, m, o.seqN/5) // warm-up, discarded
@@ -186,6 +208,7 @@ func run() error {
 		fmt.Fprintf(os.Stderr, "%s: %.0f req/s open loop\n", m.name, o.rate)
 		ol := rotate(fx.targets, o.rounds, func(t *target) []sample { return openLoop(t, m, o.rate, o.duration/time.Duration(o.rounds)) })
 		lat = append(lat, latRows(m, fmt.Sprintf("%.0f req/s", o.rate), fx.targets, ol)...)
+		rateSamples = append(rateSamples, phaseSamples{m, ol})
 		if !m.stream {
 			overhead[0], overhead[1] = overheads(seq[custosTarget]), overheads(ol[custosTarget])
 		}
@@ -212,6 +235,12 @@ func run() error {
 			return err
 		}
 		if err := writeAllocs(o.memprofile + ".load-generator"); err != nil {
+			return err
+		}
+	}
+
+	if o.latencies != "" {
+		if err := writeLatencies(o.latencies, fx.targets, rateSamples); err != nil {
 			return err
 		}
 	}

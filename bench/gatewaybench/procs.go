@@ -140,8 +140,9 @@ const (
 
 // baseline is a second custos to measure in the same run (-baseline).
 type baseline struct {
-	exe     string // the executable serving it ("self": the bench's own); "": none
-	noRules bool   // serve it without redaction rules
+	exe     string   // the executable serving it ("self": the bench's own); "": none
+	noRules bool     // serve it without redaction rules
+	env     []string // added to its environment (-baseline-env)
 }
 
 // fixture is the run's servers and the targets that reach them.
@@ -158,9 +159,10 @@ type fixture struct {
 }
 
 // setup starts the upstream, the reverse proxy and custos (with its data
-// in dir): each in a process of its own, or all in this one; and the
-// baseline custos if one is named (processes only).
-func setup(dir, layout string, base baseline) (_ *fixture, err error) {
+// in dir, custosEnv added to its environment): each in a process of its
+// own, or all in this one; and the baseline custos if one is named
+// (processes only).
+func setup(dir, layout string, custosEnv []string, base baseline) (_ *fixture, err error) {
 	f := &fixture{layout: layout}
 	defer func() {
 		if err != nil {
@@ -177,7 +179,7 @@ func setup(dir, layout string, base baseline) (_ *fixture, err error) {
 		if f.proxy, err = startProc(roleProxy, up); err != nil {
 			return nil, err
 		}
-		if f.custos, err = startProc(roleCustos, up, dirEnv+"="+dir); err != nil {
+		if f.custos, err = startProc(roleCustos, append([]string{up, dirEnv + "=" + dir}, custosEnv...)...); err != nil {
 			return nil, err
 		}
 		f.upURL, proxyURL, f.custosURL, f.token = f.upstream.url, f.proxy.url, f.custos.url, f.custos.token
@@ -187,8 +189,8 @@ func setup(dir, layout string, base baseline) (_ *fixture, err error) {
 			}
 		}
 	case layoutOne:
-		if base.exe != "" {
-			return nil, fmt.Errorf("-baseline needs -layout %s", layoutProcesses)
+		if base.exe != "" || len(custosEnv) > 0 {
+			return nil, fmt.Errorf("-baseline and -custos-env need -layout %s", layoutProcesses)
 		}
 		if f.upURL, err = f.serve(newUpstreamMux()); err != nil {
 			return nil, err
@@ -241,6 +243,7 @@ func startBaseline(base baseline, up, dir string) (*proc, error) {
 	if base.noRules {
 		env = append(env, rulesEnv+"=none")
 	}
+	env = append(env, base.env...)
 	p, err := startExe(exe, roleCustos, env...)
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
