@@ -219,7 +219,7 @@ func run() error {
 
 	// The agent loop: the same prompt resent, as an agent resends its
 	// history every turn. custos finds its secrets once and then looks
-	// the findings up by SHA-256 (not a target; shown for comparison).
+	// the findings up by a keyed digest (not a target; shown for comparison).
 	fmt.Fprintf(os.Stderr, "non-streaming, same prompt resent: sequential\n")
 	same := mode{"non-streaming", false, p.plain, -1}
 	sequential(fx.targets, same, o.seqN/5)
