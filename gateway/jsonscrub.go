@@ -44,10 +44,10 @@ const streamOptions = `"stream_options":{"include_usage":true}`
 // as it came; a redacted string keeps the caller's escapes around its
 // placeholders (splice), or is quoted anew when that cannot be. With
 // addStreamOptions, a streaming request without stream_options gets
-// {"include_usage":true}. The result is appended to dst[:0] (nil: a new
-// slice), so it never shares memory with raw, even when nothing changed.
-func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool, dst []byte) ([]byte, top, error) {
-	p := bodyParser{src: raw, sc: sc, addStreamOptions: addStreamOptions, out: dst[:0:cap(dst)]}
+// {"include_usage":true}. The result is a new slice, even when nothing
+// changed: it never shares memory with raw (whose buffer is reused).
+func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, error) {
+	p := bodyParser{src: raw, sc: sc, addStreamOptions: addStreamOptions}
 	if s, _ := scratchPool.Get().(*bodyScratch); s != nil {
 		p.names, p.buf = s.names, s.buf
 		defer func() {

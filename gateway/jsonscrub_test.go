@@ -52,7 +52,7 @@ func TestScrubBodyMatchesTree(t *testing.T) {
 		`{"model":"m","input":"\u00e9t\u00e9 \"quoted\" \\ back ` + mail + `\n"}`,
 	}
 	for _, in := range bodies {
-		got, top, err := scrubBody([]byte(in), newScrubber(e), false, nil)
+		got, top, err := scrubBody([]byte(in), newScrubber(e), false)
 		if err != nil {
 			t.Fatalf("%v: %s", err, in)
 		}
@@ -90,7 +90,7 @@ func TestScrubBodyRefuses(t *testing.T) {
 		``, ` `, `[]`, `"x"`, `1`, `null`, `{`, `{"model":"a"}{}`, `{"model":"a"} x`, `{"model":"a"}]`, `{"model":"a"}}`,
 		`{"model":"a","model":"b"}`, "{\"model\":\"a\xff\"}", `{"model":"a",}`, `{model:"a"}`, `{"a":[1,2,]}`,
 	} {
-		if _, _, err := scrubBody([]byte(in), sc, true, nil); err == nil {
+		if _, _, err := scrubBody([]byte(in), sc, true); err == nil {
 			t.Errorf("accepted %q", in)
 		}
 	}
@@ -99,7 +99,7 @@ func TestScrubBodyRefuses(t *testing.T) {
 // TestScrubBodyTop checks the routing fields and the stream_options added
 // to streaming chat requests.
 func TestScrubBodyTop(t *testing.T) {
-	out, top, err := scrubBody([]byte(`{"model":"gpt","stream":true,"max_completion_tokens":77,"messages":[{"role":"user","content":"hi","max_tokens":5}]}`), nil, true, nil)
+	out, top, err := scrubBody([]byte(`{"model":"gpt","stream":true,"max_completion_tokens":77,"messages":[{"role":"user","content":"hi","max_tokens":5}]}`), nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestScrubBodyTop(t *testing.T) {
 	if !bytes.HasSuffix(out, []byte(`,"stream_options":{"include_usage":true}}`)) {
 		t.Errorf("no stream_options added: %s", out)
 	}
-	out, top, err = scrubBody([]byte(`{"model":"gpt","stream":true,"stream_options":{"include_usage":false}}`), nil, true, nil)
+	out, top, err = scrubBody([]byte(`{"model":"gpt","stream":true,"stream_options":{"include_usage":false}}`), nil, true)
 	if err != nil || !top.streamOptions || bytes.Count(out, []byte("stream_options")) != 1 {
 		t.Errorf("caller's stream_options replaced: %s %v", out, err)
 	}
@@ -128,9 +128,7 @@ func BenchmarkScrubBody(b *testing.B) {
 	for _, impl := range []struct {
 		name string
 		fn   func([]byte, *scrubber, bool) ([]byte, top, error)
-	}{{"pass", func(raw []byte, sc *scrubber, so bool) ([]byte, top, error) {
-		return scrubBody(raw, sc, so, make([]byte, 0, len(body)*2)) // as the gateway does, a pooled buffer
-	}}, {"jsontext", scrubBodyRef}} {
+	}{{"pass", scrubBody}, {"jsontext", scrubBodyRef}} {
 		b.Run(impl.name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
@@ -169,7 +167,7 @@ func TestBracketInString(t *testing.T) {
 func TestScrubBodyReservesPlaceholders(t *testing.T) {
 	sc := newScrubber(testEngine(t))
 	in := `{"model":"m","messages":[{"role":"user","content":"say [[SECRET_1]] back"},{"role":"user","content":"token ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW"}]}`
-	out, _, err := scrubBody([]byte(in), sc, false, nil)
+	out, _, err := scrubBody([]byte(in), sc, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +180,7 @@ func TestScrubBodyReservesPlaceholders(t *testing.T) {
 // an error that says so.
 func TestScrubBodyDuplicateName(t *testing.T) {
 	for _, in := range []string{`{"model":"a","model":"b"}`, `{"model":"a","messages":[{"role":"user","role":"system"}]}`} {
-		if _, _, err := scrubBody([]byte(in), nil, false, nil); err != errDuplicateName {
+		if _, _, err := scrubBody([]byte(in), nil, false); err != errDuplicateName {
 			t.Errorf("%s: %v, want the duplicate-name error", in, err)
 		}
 	}
@@ -222,12 +220,10 @@ func checkScrubBodySame(t *testing.T, e *redact.Engine, in []byte) {
 		if e != nil {
 			sc, scRef = newScrubber(e), newScrubber(e)
 		}
-		// A used buffer to append to, too short for the body about half
-		// the time; the result must not keep anything of it, nor share
-		// memory with the input.
-		dst := bytes.Repeat([]byte{'Z'}, len(in)%29+len(in)%2*len(in))
+		// The result must not share memory with the input, whose buffer
+		// the gateway reuses.
 		src := bytes.Clone(in)
-		got, gotTop, err := scrubBody(src, sc, opts, dst)
+		got, gotTop, err := scrubBody(src, sc, opts)
 		clear(src)
 		want, wantTop, wantErr := scrubBodyRef(bytes.Clone(in), scRef, opts)
 		if err != wantErr {
@@ -334,7 +330,7 @@ func FuzzJSONScan(f *testing.F) {
 // escapes around the placeholders (the raw text is spliced, not re-quoted).
 func TestScrubBodyKeepsEscapes(t *testing.T) {
 	in := `{"model":"x","input":"\tkey:\n\"ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW\"\n\u00e9t\u00e9 \ud83d\ude00 dana.ops@northwind-traders.com\u0021"}`
-	out, _, err := scrubBody([]byte(in), newScrubber(testEngine(t)), false, nil)
+	out, _, err := scrubBody([]byte(in), newScrubber(testEngine(t)), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +347,7 @@ func TestScrubBodyManyEscapes(t *testing.T) {
 	const n = 1<<16 + 10
 	body := `{"model":"m","input":"` + strings.Repeat(`\n`, n) + ` ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW \u00e9"}`
 	checkScrubBodySame(t, testEngine(t), []byte(body))
-	out, _, err := scrubBody([]byte(body), newScrubber(testEngine(t)), false, nil)
+	out, _, err := scrubBody([]byte(body), newScrubber(testEngine(t)), false)
 	if err != nil || bytes.Contains(out, []byte("ghp_")) || !bytes.Contains(out, []byte("[[SECRET_1]]")) {
 		tail := out[max(0, len(out)-100):]
 		t.Fatalf("not redacted (%v): …%q", err, tail)

@@ -74,7 +74,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 	// One pass validates the body, reads its routing fields and redacts
 	// every text field; the model and the flags stay as they are.
 	rq.sc = newScrubber(setup.Engine).withCache(h.cache, key.ID)
-	out, body, err := scrubBody(in.b, rq.sc, f == wireOpenAI && rt == routeChat, nil)
+	out, body, err := scrubBody(in.b, rq.sc, f == wireOpenAI && rt == routeChat)
 	in.release() // out is a copy: the caller's body is not read again
 	if err != nil {
 		msg := "The request body is not a JSON object."
