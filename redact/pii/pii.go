@@ -60,9 +60,9 @@ func DefaultConfig() Config {
 
 // Detectors returns the detectors of the kinds enabled in cfg, in the
 // order email, phone, card, IBAN, SSN, IP. The detectors of numbers
-// (phone, card, IBAN, SSN) come as one detector when more than one is
-// enabled: it finds the text's digits once for all of them, and reports
-// what they would, in the same order. They are safe for concurrent use;
+// (phone, card, IBAN, SSN) come as one detector: it finds the text's
+// digits once for all of them, and reports what they would, in the same
+// order. They are safe for concurrent use;
 // the only state is the phone detector's cache of validation results (see
 // phoneDetector), so build the detectors once and reuse them.
 func Detectors(cfg Config) []redact.Detector {
@@ -87,11 +87,7 @@ func Detectors(cfg Config) []redact.Detector {
 	if cfg.SSN {
 		nums = append(nums, ssnDetector{})
 	}
-	switch len(nums) {
-	case 0:
-	case 1:
-		ds = append(ds, nums[0])
-	default:
+	if len(nums) > 0 {
 		ds = append(ds, nums)
 	}
 	if cfg.IP {
@@ -194,11 +190,10 @@ func isDigit(c byte) bool { return '0' <= c && c <= '9' }
 
 // Masks for digits8.
 const (
-	lows7  = 0x7f7f7f7f7f7f7f7f
-	highs  = 0x8080808080808080
-	from0  = 0x5050505050505050 // 0x80 - '0' in every byte
-	past9  = 0x4646464646464646 // 0x80 - ('9'+1) in every byte
-	bytes8 = 8
+	lows7 = 0x7f7f7f7f7f7f7f7f
+	highs = 0x8080808080808080
+	from0 = 0x5050505050505050 // 0x80 - '0' in every byte
+	past9 = 0x4646464646464646 // 0x80 - ('9'+1) in every byte
 )
 
 // digits8 returns x with the high bit of each byte that is an ASCII digit
