@@ -51,7 +51,8 @@ func TestEntropy_Exact(t *testing.T) {
 	}
 }
 
-// containsStopwordPlain is containsStopword without the ASCII fast path.
+// containsStopwordPlain is gitleaks' stopword check: strings.ToLower,
+// then strings.Contains.
 func containsStopwordPlain(s []byte, words []string) bool {
 	if len(words) == 0 || len(s) == 0 {
 		return false
@@ -65,8 +66,9 @@ func containsStopwordPlain(s []byte, words []string) bool {
 	return false
 }
 
-// Ensure the ASCII fast path of containsStopword answers like
-// strings.ToLower and strings.Contains.
+// Ensure an allowlist's stopword check (the stopSet for ASCII text,
+// Unicode lowering otherwise) answers like strings.ToLower and
+// strings.Contains.
 func TestContainsStopword_Exact(t *testing.T) {
 	r := rand.New(rand.NewPCG(2, 2))
 	words := [][]string{{"abc"}, {"ab", "b"}, {"k", "s"}, {""}, {"é"}, {"your_api_key", "placeholder", "014df517-39d1"}}

@@ -189,18 +189,11 @@ func hasPrefixFold(s []byte, w string) bool {
 	return true
 }
 
-// containsStopword reports whether s, lowered, contains one of words.
+// containsStopword reports whether s, lowered as gitleaks lowers it
+// (Unicode), contains one of words. ASCII text goes to the stopSet,
+// which answers the same without a copy.
 func containsStopword(s []byte, words []string) bool {
 	if len(words) == 0 || len(s) == 0 {
-		return false
-	}
-	if isASCII(s) {
-		// strings.ToLower only maps A-Z here: compare in place.
-		for _, w := range words {
-			if containsFold(s, w) {
-				return true
-			}
-		}
 		return false
 	}
 	low := strings.ToLower(string(s))
