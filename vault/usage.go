@@ -79,14 +79,14 @@ func (u *UsageRecorder) Run(ctx context.Context) {
 	// drain writes everything queued, a batch at a time.
 	drain := func() {
 		for {
+		fill:
 			for len(batch) < usageBatch {
 				select {
 				case r := <-u.ch:
 					batch = append(batch, r)
-					continue
 				default:
+					break fill
 				}
-				break
 			}
 			full := len(batch) == usageBatch
 			flush()
