@@ -467,26 +467,15 @@ func hex4(b []byte) (rune, bool) {
 // appendEscape appends the character of the valid escape sequence at the
 // start of b (b[0] is a backslash) and returns the sequence's length.
 func appendEscape(dst, b []byte) ([]byte, int) {
-	switch b[1] {
-	case 'b':
-		return append(dst, '\b'), 2
-	case 'f':
-		return append(dst, '\f'), 2
-	case 'n':
-		return append(dst, '\n'), 2
-	case 'r':
-		return append(dst, '\r'), 2
-	case 't':
-		return append(dst, '\t'), 2
-	case 'u':
-		r, _ := hex4(b[2:])
-		if !utf16.IsSurrogate(r) {
-			return utf8.AppendRune(dst, r), 6
-		}
-		r2, _ := hex4(b[8:])
-		return utf8.AppendRune(dst, utf16.DecodeRune(r, r2)), 12
+	if c := shortEscape[b[1]]; c != 0 {
+		return append(dst, c), 2
 	}
-	return append(dst, b[1]), 2 // '"', '\\', '/'
+	r, _ := hex4(b[2:]) // \uXXXX
+	if !utf16.IsSurrogate(r) {
+		return utf8.AppendRune(dst, r), 6
+	}
+	r2, _ := hex4(b[8:])
+	return utf8.AppendRune(dst, utf16.DecodeRune(r, r2)), 12
 }
 
 // shortEscape maps the byte after a backslash to what a two-byte escape
