@@ -246,9 +246,15 @@ func run() error {
 	}
 
 	var b strings.Builder
-	baseFlags := ""
+	baseFlags := "" // the flags that change what is measured, beyond the table's
+	if len(custosEnv) > 0 {
+		baseFlags += fmt.Sprintf(" -custos-env '%s'", strings.Join(custosEnv, " "))
+	}
 	if o.baseline != "" {
-		baseFlags = fmt.Sprintf(" -baseline %s -baseline-rules=%v", o.baseline, o.baseRules)
+		baseFlags += fmt.Sprintf(" -baseline %s -baseline-rules=%v", o.baseline, o.baseRules)
+		if len(baseEnv) > 0 {
+			baseFlags += fmt.Sprintf(" -baseline-env '%s'", strings.Join(baseEnv, " "))
+		}
 	}
 	fmt.Fprintf(&b, "Measured %s on %s/%s, %d CPUs, %s, GOGC=%s; command: `go run ./bench/gatewaybench -layout %s -duration %s -rate %.0f -seq %d -conc %d -rounds %d%s`\n\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), runtime.Version(), gogc,
