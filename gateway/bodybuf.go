@@ -1,9 +1,13 @@
 package gateway
 
 import (
+	"bytes"
+	"context"
 	"io"
+	"net/http/httptrace"
 	"slices"
 	"sync"
+	"sync/atomic"
 )
 
 // The body a caller sends is read whole, parsed and redacted into a new
@@ -13,14 +17,15 @@ import (
 // whose mark phase takes a large share of a small machine's CPU while it
 // lasts.
 //
-// Only the caller's body is pooled. The redacted copy goes to net/http's
-// transport, which may still be writing it after the provider's answer
-// came back; a buffer given to the next request while that write goes on
-// would send that request's text to this request's provider. The
-// transport would say when it is done only by closing a body it does not
-// know, and for such a body it sends the headers in a packet of their
-// own and copies the body through a buffer of its own — costing more than
-// the pooling saves.
+// The redacted copy is pooled too, but given back only once net/http's
+// transport has said it finished writing it: the transport may still be
+// writing it after the provider's answer came back, and a buffer given to
+// the next request while that write goes on would send that request's
+// text to this request's provider. The transport says so through
+// httptrace's WroteRequest, called when the request and its body are
+// written; a body it may have read more than once (a retry, a redirect, a
+// fallback to another provider), or whose write failed, is left to the
+// collector instead (see forwarded).
 
 // maxPooledBody is the largest buffer kept for reuse; larger bodies are
 // rare enough to allocate.
@@ -81,4 +86,60 @@ func readBody(body io.Reader, n, limit int64) (*bodyBuf, error) {
 			return nil, err
 		}
 	}
+}
+
+// forwarded is the redacted copy of a request, in a pooled buffer, with
+// what net/http's transport has reported about writing it. The transport
+// gets a reader of it for each attempt (reader) and may ask for another
+// to retry (getBody); each finished write is counted by the client trace
+// of the attempt's context (trace). release gives the buffer back only if
+// there was at most one reader and its write finished without error: then
+// nothing can still be reading it. Everything else — a write that has not
+// reported yet, a failed one, a retry or a fallback — leaves the buffer to
+// the collector.
+type forwarded struct {
+	bb      *bodyBuf
+	readers atomic.Int32 // readers handed to the transport
+	wrote   atomic.Int32 // writes the transport reported finished without error
+}
+
+// reader returns a reader of b (the buffer's bytes, or a slice of them)
+// for one attempt.
+func (f *forwarded) reader(b []byte) io.Reader {
+	f.readers.Add(1)
+	return bytes.NewReader(b)
+}
+
+// getBody returns the GetBody of an attempt's request sending b: the
+// transport calls it to send the body again (a retry, a redirect).
+func (f *forwarded) getBody(b []byte) func() (io.ReadCloser, error) {
+	return func() (io.ReadCloser, error) {
+		return io.NopCloser(f.reader(b)), nil
+	}
+}
+
+// trace returns ctx with a client trace counting the attempt's writes.
+func (f *forwarded) trace(ctx context.Context) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) {
+			if info.Err == nil {
+				f.wrote.Add(1)
+			}
+		},
+	})
+}
+
+// release gives the buffer back to the pool if the transport is proven
+// done with it, and forgets it either way. It is called once no attempt
+// can start any more (every Do has returned).
+func (f *forwarded) release() {
+	bb := f.bb
+	if bb == nil {
+		return
+	}
+	f.bb = nil
+	if n := f.readers.Load(); n > 1 || f.wrote.Load() != n {
+		return // the transport may still read it, or read it twice
+	}
+	bb.release()
 }

@@ -44,10 +44,24 @@ const streamOptions = `"stream_options":{"include_usage":true}`
 // as it came; a redacted string keeps the caller's escapes around its
 // placeholders (splice), or is quoted anew when that cannot be. With
 // addStreamOptions, a streaming request without stream_options gets
-// {"include_usage":true}. The result is a new slice, even when nothing
-// changed: it never shares memory with raw (whose buffer is reused).
-func scrubBody(raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, error) {
+// {"include_usage":true}. The result never shares memory with raw (whose
+// buffer is reused), even when nothing changed: it is written into dst's
+// buffer (dst.b then holds it, error or not, and nothing was written past
+// it), or into a new slice when dst is nil.
+func scrubBody(dst *bodyBuf, raw []byte, sc *scrubber, addStreamOptions bool) ([]byte, top, error) {
 	p := bodyParser{src: raw, sc: sc, addStreamOptions: addStreamOptions}
+	if dst != nil {
+		p.out = dst.b[:0]
+		defer func() {
+			if cap(p.out) != cap(dst.b) {
+				// It grew: the pooled array is dropped, cleared like a
+				// released one.
+				clear(dst.b[:cap(dst.b)])
+				dst.hi = 0
+			}
+			dst.b, dst.hi = p.out, max(dst.hi, len(p.out))
+		}()
+	}
 	if s, _ := scratchPool.Get().(*bodyScratch); s != nil {
 		p.names, p.buf = s.names, s.buf
 		defer func() {
@@ -314,12 +328,12 @@ func (p *bodyParser) splice(raw []byte, fs []redact.Finding) bool {
 	for _, f := range fs {
 		a, ok := c.at(f.Start)
 		if !ok {
-			p.out = p.out[:mark]
+			p.truncate(mark)
 			return false
 		}
 		b, ok := c.at(f.End)
 		if !ok {
-			p.out = p.out[:mark]
+			p.truncate(mark)
 			return false
 		}
 		p.out = append(p.out, raw[last:a]...)
@@ -329,6 +343,13 @@ func (p *bodyParser) splice(raw []byte, fs []redact.Finding) bool {
 	p.out = append(p.out, raw[last:]...)
 	p.out = append(p.out, '"')
 	return true
+}
+
+// truncate cuts out back to n bytes, clearing what it cuts: out may be
+// a pooled buffer, which release clears only up to what out holds.
+func (p *bodyParser) truncate(n int) {
+	clear(p.out[n:])
+	p.out = p.out[:n]
 }
 
 // skipSpace returns the index of the first byte from i on that is not JSON

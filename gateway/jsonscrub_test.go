@@ -52,7 +52,7 @@ func TestScrubBodyMatchesTree(t *testing.T) {
 		`{"model":"m","input":"\u00e9t\u00e9 \"quoted\" \\ back ` + mail + `\n"}`,
 	}
 	for _, in := range bodies {
-		got, top, err := scrubBody([]byte(in), newScrubber(e), false)
+		got, top, err := scrubBody(nil, []byte(in), newScrubber(e), false)
 		if err != nil {
 			t.Fatalf("%v: %s", err, in)
 		}
@@ -90,7 +90,7 @@ func TestScrubBodyRefuses(t *testing.T) {
 		``, ` `, `[]`, `"x"`, `1`, `null`, `{`, `{"model":"a"}{}`, `{"model":"a"} x`, `{"model":"a"}]`, `{"model":"a"}}`,
 		`{"model":"a","model":"b"}`, "{\"model\":\"a\xff\"}", `{"model":"a",}`, `{model:"a"}`, `{"a":[1,2,]}`,
 	} {
-		if _, _, err := scrubBody([]byte(in), sc, true); err == nil {
+		if _, _, err := scrubBody(nil, []byte(in), sc, true); err == nil {
 			t.Errorf("accepted %q", in)
 		}
 	}
@@ -99,7 +99,7 @@ func TestScrubBodyRefuses(t *testing.T) {
 // TestScrubBodyTop checks the routing fields and the stream_options added
 // to streaming chat requests.
 func TestScrubBodyTop(t *testing.T) {
-	out, top, err := scrubBody([]byte(`{"model":"gpt","stream":true,"max_completion_tokens":77,"messages":[{"role":"user","content":"hi","max_tokens":5}]}`), nil, true)
+	out, top, err := scrubBody(nil, []byte(`{"model":"gpt","stream":true,"max_completion_tokens":77,"messages":[{"role":"user","content":"hi","max_tokens":5}]}`), nil, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestScrubBodyTop(t *testing.T) {
 	if !bytes.HasSuffix(out, []byte(`,"stream_options":{"include_usage":true}}`)) {
 		t.Errorf("no stream_options added: %s", out)
 	}
-	out, top, err = scrubBody([]byte(`{"model":"gpt","stream":true,"stream_options":{"include_usage":false}}`), nil, true)
+	out, top, err = scrubBody(nil, []byte(`{"model":"gpt","stream":true,"stream_options":{"include_usage":false}}`), nil, true)
 	if err != nil || !top.streamOptions || bytes.Count(out, []byte("stream_options")) != 1 {
 		t.Errorf("caller's stream_options replaced: %s %v", out, err)
 	}
@@ -125,16 +125,27 @@ func BenchmarkScrubBody(b *testing.B) {
 		map[string]any{"role": "system", "content": "You are a reviewer."},
 		map[string]any{"role": "user", "content": sb.String()},
 	}})
+	ref := func(_ *bodyBuf, raw []byte, sc *scrubber, opts bool) ([]byte, top, error) {
+		return scrubBodyRef(raw, sc, opts)
+	}
 	for _, impl := range []struct {
-		name string
-		fn   func([]byte, *scrubber, bool) ([]byte, top, error)
-	}{{"pass", scrubBody}, {"jsontext", scrubBodyRef}} {
+		name   string
+		fn     func(*bodyBuf, []byte, *scrubber, bool) ([]byte, top, error)
+		pooled bool // into a pooled buffer, released after, as the gateway does
+	}{{"pass", scrubBody, false}, {"pass-pooled", scrubBody, true}, {"jsontext", ref, false}} {
 		b.Run(impl.name, func(b *testing.B) {
 			b.SetBytes(int64(len(body)))
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, _, err := impl.fn(body, newScrubber(e), true); err != nil {
+				var dst *bodyBuf
+				if impl.pooled {
+					dst = bodyPool.Get().(*bodyBuf)
+				}
+				if _, _, err := impl.fn(dst, body, newScrubber(e), true); err != nil {
 					b.Fatal(err)
+				}
+				if dst != nil {
+					dst.release()
 				}
 			}
 		})
@@ -167,7 +178,7 @@ func TestBracketInString(t *testing.T) {
 func TestScrubBodyReservesPlaceholders(t *testing.T) {
 	sc := newScrubber(testEngine(t))
 	in := `{"model":"m","messages":[{"role":"user","content":"say [[SECRET_1]] back"},{"role":"user","content":"token ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW"}]}`
-	out, _, err := scrubBody([]byte(in), sc, false)
+	out, _, err := scrubBody(nil, []byte(in), sc, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +191,7 @@ func TestScrubBodyReservesPlaceholders(t *testing.T) {
 // an error that says so.
 func TestScrubBodyDuplicateName(t *testing.T) {
 	for _, in := range []string{`{"model":"a","model":"b"}`, `{"model":"a","messages":[{"role":"user","role":"system"}]}`} {
-		if _, _, err := scrubBody([]byte(in), nil, false); err != errDuplicateName {
+		if _, _, err := scrubBody(nil, []byte(in), nil, false); err != errDuplicateName {
 			t.Errorf("%s: %v, want the duplicate-name error", in, err)
 		}
 	}
@@ -223,12 +234,13 @@ func checkScrubBodySame(t *testing.T, e *redact.Engine, in []byte) {
 		// The result must not share memory with the input, whose buffer
 		// the gateway reuses.
 		src := bytes.Clone(in)
-		got, gotTop, err := scrubBody(src, sc, opts)
+		got, gotTop, err := scrubBody(nil, src, sc, opts)
 		clear(src)
 		want, wantTop, wantErr := scrubBodyRef(bytes.Clone(in), scRef, opts)
 		if err != wantErr {
 			t.Fatalf("%q: error %v, the reference %v", in, err, wantErr)
 		}
+		checkScrubBodyInto(t, e, in, opts, got, err)
 		if err != nil {
 			continue
 		}
@@ -252,6 +264,39 @@ func checkScrubBodySame(t *testing.T, e *redact.Engine, in []byte) {
 	}
 }
 
+// checkScrubBodyInto fails unless scrubBody writing into a pooled buffer
+// returns what it returns into a new slice, and unless releasing that
+// buffer clears all that was written, in the array it ends in and in the
+// one it outgrew. The buffers: half the body's size (outgrown before the
+// first write), and the size scrubBody asks for (outgrown only by a
+// result with placeholders much longer than what they replace).
+func checkScrubBodyInto(t *testing.T, e *redact.Engine, in []byte, opts bool, want []byte, wantErr error) {
+	t.Helper()
+	for _, size := range []int{len(in) / 2, len(in) + len(in)/8 + len(streamOptions) + 1} {
+		var sc *scrubber
+		if e != nil {
+			sc = newScrubber(e)
+		}
+		first := make([]byte, size)
+		dst := &bodyBuf{b: first[:0]}
+		got, _, err := scrubBody(dst, bytes.Clone(in), sc, opts)
+		if err != wantErr || (err == nil && !bytes.Equal(got, want)) {
+			t.Fatalf("%q into a buffer: %q, %v; into a new slice: %q, %v", in, got, err, want, wantErr)
+		}
+		if dst.hi < len(dst.b) {
+			t.Fatalf("%q: the buffer says %d bytes were written, it holds %d", in, dst.hi, len(dst.b))
+		}
+		last := dst.b[:cap(dst.b)]
+		if cap(last) > maxPooledBody {
+			last = nil // not pooled, so not cleared
+		}
+		dst.release()
+		if !zeroed(first) || !zeroed(last) {
+			t.Fatalf("%q: a released buffer still holds the body", in)
+		}
+	}
+}
+
 // TestScrubBodyMatchesReference holds the hand-written pass to the
 // jsontext-based one on valid, invalid and hostile bodies.
 func TestScrubBodyMatchesReference(t *testing.T) {
@@ -260,6 +305,9 @@ func TestScrubBodyMatchesReference(t *testing.T) {
 		checkScrubBodySame(t, e, []byte(s))
 		checkScrubBodySame(t, nil, []byte(s))
 	}
+	// Placeholders longer than what they replace: the result outgrows a
+	// buffer sized for the body.
+	checkScrubBodySame(t, e, []byte(`{"model":"m","messages":[{"role":"user","content":"`+strings.Repeat("ab@cd.io ", 200)+`"}]}`))
 	deep := func(n int) []byte {
 		return []byte(`{"a":` + strings.Repeat(`[`, n) + strings.Repeat(`]`, n) + `}`)
 	}
@@ -330,7 +378,7 @@ func FuzzJSONScan(f *testing.F) {
 // escapes around the placeholders (the raw text is spliced, not re-quoted).
 func TestScrubBodyKeepsEscapes(t *testing.T) {
 	in := `{"model":"x","input":"\tkey:\n\"ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW\"\n\u00e9t\u00e9 \ud83d\ude00 dana.ops@northwind-traders.com\u0021"}`
-	out, _, err := scrubBody([]byte(in), newScrubber(testEngine(t)), false)
+	out, _, err := scrubBody(nil, []byte(in), newScrubber(testEngine(t)), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -347,7 +395,7 @@ func TestScrubBodyManyEscapes(t *testing.T) {
 	const n = 1<<16 + 10
 	body := `{"model":"m","input":"` + strings.Repeat(`\n`, n) + ` ghp_q7Xk2mPz9LwR4tYv8NcB3hJd6FgS1aQe5ZuW \u00e9"}`
 	checkScrubBodySame(t, testEngine(t), []byte(body))
-	out, _, err := scrubBody([]byte(body), newScrubber(testEngine(t)), false)
+	out, _, err := scrubBody(nil, []byte(body), newScrubber(testEngine(t)), false)
 	if err != nil || bytes.Contains(out, []byte("ghp_")) || !bytes.Contains(out, []byte("[[SECRET_1]]")) {
 		tail := out[max(0, len(out)-100):]
 		t.Fatalf("not redacted (%v): …%q", err, tail)
@@ -420,5 +468,22 @@ func TestJSONEscape(t *testing.T) {
 		if got, want := jsonEscape(v), string(b[1:len(b)-1]); got != want {
 			t.Errorf("jsonEscape(%q) = %q, want %q", v, got, want)
 		}
+	}
+}
+
+// TestSpliceFailureClears checks that a splice given up halfway leaves out
+// as it was and clears what it had written past it: out may be a pooled
+// buffer, which release clears only up to out's length.
+func TestSpliceFailureClears(t *testing.T) {
+	// é escaped (2 bytes unescaped), a, b, é escaped, c: the second
+	// finding starts inside the second é's expansion.
+	raw := []byte(`\u00e9ab\u00e9c`)
+	fs := []redact.Finding{{Start: 0, End: 2, Placeholder: "[[SECRET_1]]"}, {Start: 5, End: 7, Placeholder: "[[SECRET_2]]"}}
+	p := bodyParser{out: append(make([]byte, 0, 64), `{"a":`...)}
+	if p.splice(raw, fs) {
+		t.Fatalf("spliced across an escape's expansion: %q", p.out)
+	}
+	if string(p.out) != `{"a":` || !zeroed(p.out[len(p.out):cap(p.out)]) {
+		t.Fatalf("out %q, and past it %q", p.out, p.out[len(p.out):cap(p.out)])
 	}
 }

@@ -1,10 +1,13 @@
 package gateway_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -89,5 +92,78 @@ func TestConcurrentBodiesStayApart(t *testing.T) {
 	}
 	for _, b := range bad {
 		t.Error(b)
+	}
+}
+
+// TestForwardedBodiesStayApart sends many large requests at once to a
+// provider that answers before it reads what it was sent, so the gateway
+// has the answer — and has finished with the request — while its
+// transport may still be writing the redacted copy. The gateway pools
+// that copy too; reused before the write ended, it would carry another
+// request's text to this provider. Every body the provider reads must
+// hold one request's words only, and no zeros (a released buffer is
+// cleared).
+func TestForwardedBodiesStayApart(t *testing.T) {
+	var mu sync.Mutex
+	var bad []string
+	var checked int
+	words := regexp.MustCompile(`w[0-9]+;`)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		_ = rc.EnableFullDuplex()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"c","object":"chat.completion","created":1,"model":"m-1","choices":[{"index":0,"message":{"role":"assistant","content":"done"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}`)
+		_ = rc.Flush()
+		b, _ := io.ReadAll(r.Body) // may be cut short: the gateway may hang up
+		ids := map[string]bool{}
+		for _, m := range words.FindAll(b, -1) {
+			ids[string(m)] = true
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		checked++
+		if len(ids) > 1 || bytes.IndexByte(b, 0) >= 0 {
+			bad = append(bad, fmt.Sprintf("a provider request held the words of %d requests, or zeros", len(ids)))
+		}
+	}))
+	defer srv.Close()
+	prov := gateway.Provider{Name: "early", Kind: gateway.KindOpenAI, BaseURL: srv.URL + "/v1", APIKey: openaiKey, Models: []string{"m-*"}}
+	g := newGW(t, gateway.Config{Providers: []gateway.Provider{prov}, Egress: loopbackCloud, Engine: newEngine(t, nil, nil)})
+
+	const workers, each = 8, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				id := w*each + i
+				text := strings.Repeat(fmt.Sprintf("w%d; ", id), 4000+(id*7919)%30000) // 24 KB to 250 KB
+				body := `{"model":"m-1","messages":[{"role":"user","content":"` + text + `"}]}`
+				req, _ := http.NewRequest(http.MethodPost, g.srv.URL+"/v1/chat/completions", strings.NewReader(body))
+				req.Header.Set("Authorization", "Bearer "+custosKey)
+				resp, err := g.srv.Client().Do(req)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				_ = resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					errs <- fmt.Errorf("request %d: status %d", id, resp.StatusCode)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	srv.Close() // waits for the handlers still reading
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, b := range bad {
+		t.Error(b)
+	}
+	if checked != workers*each {
+		t.Errorf("the provider read %d bodies, want %d", checked, workers*each)
 	}
 }

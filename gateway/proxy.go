@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -29,6 +28,7 @@ type request struct {
 	sc       *scrubber
 	start    time.Time
 	upstream time.Duration // time spent waiting on providers
+	fwd      forwarded     // the redacted body, as the providers get it
 	usage    custos.UsageRecord
 	resv     *custos.Reservation
 	answered bool // a provider's 2xx reached the caller
@@ -74,7 +74,9 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 	// One pass validates the body, reads its routing fields and redacts
 	// every text field; the model and the flags stay as they are.
 	rq.sc = newScrubber(setup.Engine).withCache(h.cache, key.ID)
-	out, body, err := scrubBody(in.b, rq.sc, f == wireOpenAI && rt == routeChat)
+	rq.fwd.bb = bodyPool.Get().(*bodyBuf)
+	defer rq.fwd.release() // after every attempt's Do has returned
+	out, body, err := scrubBody(rq.fwd.bb, in.b, rq.sc, f == wireOpenAI && rt == routeChat)
 	in.release() // out is a copy: the caller's body is not read again
 	if err != nil {
 		msg := "The request body is not a JSON object."
@@ -394,5 +396,3 @@ func (rq *request) setUsage(num func(k string) int64) {
 }
 
 func trimSlash(s string) string { return strings.TrimSuffix(s, "/") }
-
-func newBody(b []byte) io.Reader { return bytes.NewReader(b) }

@@ -156,11 +156,12 @@ func (rq *request) send(ctx context.Context, p *Provider, body []byte, hdr http.
 	if p.Kind == KindAnthropic {
 		u += rq.query
 	}
-	up, err := http.NewRequestWithContext(ctx, http.MethodPost, u, newBody(body))
+	up, err := http.NewRequestWithContext(rq.fwd.trace(ctx), http.MethodPost, u, rq.fwd.reader(body))
 	if err != nil {
 		return nil, &attemptError{status: http.StatusBadGateway, msg: fmt.Sprintf("Provider %q has an invalid base URL.", p.Name)}
 	}
 	up.ContentLength = int64(len(body))
+	up.GetBody = rq.fwd.getBody(body)
 	for k, v := range hdr {
 		up.Header[k] = v
 	}
