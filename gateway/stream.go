@@ -65,12 +65,13 @@ func (rq *request) streamResponse(ctx context.Context, w http.ResponseWriter, re
 	st := &streamState{rq: rq, w: w, rc: rc, br: br, streams: map[string]*streamRestorer{}}
 	// The headers go out with the first event, in one write; if the
 	// provider is slow to send one, they go out alone after HeaderDelay
-	// (the caller's SDK waits for them).
-	headers := time.AfterFunc(HeaderDelay, st.flushHeaders)
+	// (the caller's SDK waits for them). The same timer sends a held
+	// last event (see emit).
+	st.late = time.AfterFunc(HeaderDelay, st.flushLate)
 	defer func() {
-		headers.Stop()
+		st.late.Stop()
 		st.mu.Lock()
-		st.done = true // a flushHeaders running now has finished
+		st.done = true // a flushLate running now has finished
 		st.mu.Unlock()
 	}()
 	var (
@@ -123,14 +124,16 @@ func (rq *request) streamResponse(ctx context.Context, w http.ResponseWriter, re
 		st.handle(&ev)
 	}
 	st.flushAll()
-	st.mu.Lock()
-	_ = rc.Flush()
-	st.sent = true
-	st.mu.Unlock()
+	// At the end of the stream what is written but not sent (a held last
+	// event) goes out with the end of the response, when the handler
+	// returns: in one write, and one wake-up of the caller.
 	if readErr != io.EOF && ctx.Err() == nil {
 		// The provider's stream broke (or timed out) while the caller
-		// waits: cut the caller's connection too, so the answer is not
-		// taken for a complete one.
+		// waits: send what there is, then cut the caller's connection
+		// too, so the answer is not taken for a complete one.
+		st.mu.Lock()
+		_ = rc.Flush()
+		st.mu.Unlock()
 		rq.usage.Status = http.StatusBadGateway
 		rq.h.log.Warn("gateway: provider stream broke off", "provider", rq.prov.Name, "err", readErr)
 		panic(http.ErrAbortHandler)
@@ -142,12 +145,15 @@ type streamState struct {
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	br      *bufio.Reader // the provider's stream
-	mu      sync.Mutex    // w and rc: the handler, and flushHeaders once
+	mu      sync.Mutex    // w and rc: the handler, and flushLate
+	late    *time.Timer   // runs flushLate: the headers' delay, then a held event's
 	sent    bool          // something (the headers at least) went to the caller
+	held    bool          // the last event is written but not sent (see emit)
+	last    bool          // the event being handled ends the stream
 	done    bool          // the handler is done with w
 	streams map[string]*streamRestorer
 	order   []string
-	last    map[string]any // the last OpenAI chunk decoded, a template for flushes
+	tmpl    map[string]any // the last OpenAI chunk decoded, a template for flushes
 	lastRaw []byte         // the last chunk passed through, decoded when a flush needs it
 }
 
@@ -180,26 +186,39 @@ func (st *streamState) send(event string, v any) {
 // before they are sent alone.
 const HeaderDelay = 50 * time.Millisecond
 
+// TailDelay is how long the event that ends a stream (OpenAI's [DONE],
+// Anthropic's message_stop) waits for the provider's stream to end before
+// it is sent alone; it usually ends at once, and the event then goes out
+// with the end of the response, in one write.
+const TailDelay = time.Millisecond
+
 // emit writes b and sends what was written to the caller, unless more of
 // the provider's stream has already arrived: then the next event goes in
-// the same write.
+// the same write. The event that ends the stream is held: it goes out with
+// the end of the response when the provider's stream ends, or alone after
+// TailDelay.
 func (st *streamState) emit(b []byte) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	_, _ = st.w.Write(b)
-	if st.br.Buffered() == 0 {
+	switch {
+	case st.last:
+		st.held = true
+		st.late.Reset(TailDelay)
+	case st.br.Buffered() == 0:
 		_ = st.rc.Flush()
-		st.sent = true
+		st.sent, st.held = true, false
 	}
 }
 
-// flushHeaders sends the headers if nothing has gone to the caller yet.
-func (st *streamState) flushHeaders() {
+// flushLate sends the headers if nothing has gone to the caller yet, and
+// a held last event.
+func (st *streamState) flushLate() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if !st.sent && !st.done {
+	if (!st.sent || st.held) && !st.done {
 		_ = st.rc.Flush()
-		st.sent = true
+		st.sent, st.held = true, false
 	}
 }
 
@@ -273,15 +292,18 @@ func (st *streamState) usageOnly(ev *sseEvent) {
 }
 
 func (st *streamState) handle(ev *sseEvent) {
+	st.last = false
 	if !ev.hasData {
 		st.emit(ev.raw) // comments, retry fields
 		return
 	}
 	if string(ev.data) == "[DONE]" {
 		st.flushAll()
+		st.last = true
 		st.emit(ev.raw)
 		return
 	}
+	st.last = ev.event == "message_stop"
 	if st.passthrough(ev) {
 		st.usageOnly(ev)
 		st.lastRaw = append(st.lastRaw[:0], ev.data...) // ev's buffer is reused
@@ -335,7 +357,7 @@ func (st *streamState) openAI(m map[string]any) {
 		}
 	}
 	st.rq.sc.restoreValue(m, openAIStreamed)
-	st.last, st.lastRaw = m, nil
+	st.tmpl, st.lastRaw = m, nil
 	st.send("", m)
 }
 
@@ -474,10 +496,10 @@ func (st *streamState) flushAll() {
 	if st.lastRaw != nil {
 		var m map[string]any
 		if decode(st.lastRaw, &m) == nil {
-			st.last = m
+			st.tmpl = m
 		}
 	}
-	if st.last == nil {
+	if st.tmpl == nil {
 		return
 	}
 	seen := map[string]bool{}
@@ -485,7 +507,7 @@ func (st *streamState) flushAll() {
 		ci, _, _ := strings.Cut(key, "/")
 		if !seen[ci] {
 			seen[ci] = true
-			st.flushOpenAIChoice(st.last, ci)
+			st.flushOpenAIChoice(st.tmpl, ci)
 		}
 	}
 }

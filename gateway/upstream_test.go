@@ -556,3 +556,78 @@ func TestStreamHeadersBeforeSlowFirstEvent(t *testing.T) {
 		t.Errorf("stream %q", b)
 	}
 }
+
+// Ensure the event that ends a stream reaches the caller while the
+// provider's stream has not ended (it waits at most TailDelay for the end,
+// to go out with it in one write), for OpenAI's [DONE] and Anthropic's
+// message_stop alike.
+func TestStreamLastEventBeforeProviderEnds(t *testing.T) {
+	for _, tc := range []struct {
+		name, model, path, body, first, last string
+	}{
+		{"openai", "gpt-4o", "/v1/chat/completions", `{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}`,
+			"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"hello\"}}]}\n\n", "data: [DONE]\n\n"},
+		{"anthropic", "claude-sonnet-4", "/v1/messages", `{"model":"claude-sonnet-4","max_tokens":10,"stream":true,"messages":[{"role":"user","content":"hi"}]}`,
+			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hello\"}}\n\n", "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// The provider sends each event only once the caller has the
+			// one before, and ends its stream only once the caller has the
+			// last: held for the end, the last would wait for ever (here:
+			// until the guard's timeout).
+			seen := [2]chan struct{}{make(chan struct{}), make(chan struct{})}
+			up := newFakeUp(t, "lingering", func(w http.ResponseWriter, r *http.Request, _ []byte) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				for i, ev := range []string{tc.first, tc.last} {
+					_, _ = io.WriteString(w, ev)
+					w.(http.Flusher).Flush()
+					select {
+					case <-seen[i]:
+					case <-r.Context().Done():
+						return
+					case <-time.After(time.Minute):
+						t.Errorf("the caller did not get event %d while the provider's stream was open", i)
+						return
+					}
+				}
+			})
+			prov := up.openAI(openaiKey, tc.model)
+			if tc.name == "anthropic" {
+				prov = up.anthropic(anthropicKey, tc.model)
+			}
+			g := newGW(t, gateway.Config{Providers: []gateway.Provider{prov}, Egress: loopbackCloud})
+			req, err := http.NewRequest(http.MethodPost, g.srv.URL+tc.path, strings.NewReader(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+custosKey)
+			resp, err := g.srv.Client().Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = resp.Body.Close() }()
+			end := "data: [DONE]"
+			if tc.name == "anthropic" {
+				end = `data: {"type":"message_stop"}`
+			}
+			var got strings.Builder
+			buf := make([]byte, 4096)
+			for i, want := range []string{"hello", end} {
+				for !strings.Contains(got.String(), want) {
+					n, err := resp.Body.Read(buf)
+					got.Write(buf[:n])
+					if err != nil && !strings.Contains(got.String(), want) {
+						t.Fatalf("stream ended (%v) before %q; got %q", err, want, got.String())
+					}
+				}
+				close(seen[i])
+			}
+			if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(got.String(), "hello") {
+				t.Errorf("stream %q", got.String())
+			}
+		})
+	}
+}
