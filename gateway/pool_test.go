@@ -46,50 +46,36 @@ func TestConcurrentBodiesStayApart(t *testing.T) {
 	})
 	g := newGW(t, gateway.Config{Providers: []gateway.Provider{up.openAI(openaiKey, "m-*")}, Egress: loopbackCloud, Engine: newEngine(t, nil, nil)})
 
-	const workers, each = 16, 12
-	var wg sync.WaitGroup
-	errs := make(chan error, workers*each)
-	for w := range workers {
-		wg.Go(func() {
-			for i := range each {
-				id := w*each + i
-				text := fmt.Sprintf("marker-%d %s mail user%d@example.com end", id, strings.Repeat("pad ", (id*397)%3000), id)
-				body := `{"model":"m-1","messages":[{"role":"user","content":` + jsonString(text) + `}]}`
-				var rd io.Reader = strings.NewReader(body)
-				if id%3 == 0 {
-					rd = io.MultiReader(rd) // no length: sent chunked
-				}
-				req, _ := http.NewRequest(http.MethodPost, g.srv.URL+"/v1/chat/completions", rd)
-				req.Header.Set("Authorization", "Bearer "+custosKey)
-				resp, err := g.srv.Client().Do(req)
-				if err != nil {
-					errs <- err
-					continue
-				}
-				b, _ := io.ReadAll(resp.Body)
-				_ = resp.Body.Close()
-				var got struct {
-					Choices []struct {
-						Message struct {
-							Content string `json:"content"`
-						} `json:"message"`
-					} `json:"choices"`
-				}
-				if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &got) != nil || len(got.Choices) != 1 {
-					errs <- fmt.Errorf("request %d: %d %.200s", id, resp.StatusCode, b)
-					continue
-				}
-				if got.Choices[0].Message.Content != text {
-					errs <- fmt.Errorf("request %d got back %.80q, not its own text", id, got.Choices[0].Message.Content)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	concurrently(t, 16, 12, func(id int) error {
+		text := fmt.Sprintf("marker-%d %s mail user%d@example.com end", id, strings.Repeat("pad ", (id*397)%3000), id)
+		body := `{"model":"m-1","messages":[{"role":"user","content":` + jsonString(text) + `}]}`
+		var rd io.Reader = strings.NewReader(body)
+		if id%3 == 0 {
+			rd = io.MultiReader(rd) // no length: sent chunked
+		}
+		req, _ := http.NewRequest(http.MethodPost, g.srv.URL+"/v1/chat/completions", rd)
+		req.Header.Set("Authorization", "Bearer "+custosKey)
+		resp, err := g.srv.Client().Do(req)
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		var got struct {
+			Choices []struct {
+				Message struct {
+					Content string `json:"content"`
+				} `json:"message"`
+			} `json:"choices"`
+		}
+		if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &got) != nil || len(got.Choices) != 1 {
+			return fmt.Errorf("request %d: %d %.200s", id, resp.StatusCode, b)
+		}
+		if got.Choices[0].Message.Content != text {
+			return fmt.Errorf("request %d got back %.80q, not its own text", id, got.Choices[0].Message.Content)
+		}
+		return nil
+	})
 	for _, b := range bad {
 		t.Error(b)
 	}
@@ -131,39 +117,49 @@ func TestForwardedBodiesStayApart(t *testing.T) {
 	g := newGW(t, gateway.Config{Providers: []gateway.Provider{prov}, Egress: loopbackCloud, Engine: newEngine(t, nil, nil)})
 
 	const workers, each = 8, 10
-	var wg sync.WaitGroup
-	errs := make(chan error, workers*each)
-	for w := range workers {
-		wg.Go(func() {
-			for i := range each {
-				id := w*each + i
-				text := strings.Repeat(fmt.Sprintf("w%d; ", id), 4000+(id*7919)%30000) // 24 KB to 250 KB
-				body := `{"model":"m-1","messages":[{"role":"user","content":"` + text + `"}]}`
-				req, _ := http.NewRequest(http.MethodPost, g.srv.URL+"/v1/chat/completions", strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+custosKey)
-				resp, err := g.srv.Client().Do(req)
-				if err != nil {
-					errs <- err
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				_ = resp.Body.Close()
-				if resp.StatusCode != http.StatusOK {
-					errs <- fmt.Errorf("request %d: status %d", id, resp.StatusCode)
-				}
-			}
-		})
-	}
-	wg.Wait()
+	concurrently(t, workers, each, func(id int) error {
+		text := strings.Repeat(fmt.Sprintf("w%d; ", id), 4000+(id*7919)%30000) // 24 KB to 250 KB
+		body := `{"model":"m-1","messages":[{"role":"user","content":"` + text + `"}]}`
+		req, _ := http.NewRequest(http.MethodPost, g.srv.URL+"/v1/chat/completions", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+custosKey)
+		resp, err := g.srv.Client().Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("request %d: status %d", id, resp.StatusCode)
+		}
+		return nil
+	})
 	srv.Close() // waits for the handlers still reading
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
 	for _, b := range bad {
 		t.Error(b)
 	}
 	if checked != workers*each {
 		t.Errorf("the provider read %d bodies, want %d", checked, workers*each)
+	}
+}
+
+// concurrently runs fn for the ids 0 to workers×each−1, workers at a time,
+// and fails t with every error fn returns.
+func concurrently(t *testing.T, workers, each int, fn func(id int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if err := fn(w*each + i); err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
