@@ -337,8 +337,12 @@ func (rq *request) jsonResponse(w http.ResponseWriter, resp *http.Response) {
 	rq.usage.Status = resp.StatusCode
 	rq.copyHeaders(w, resp)
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(out)
+	// The answer is whole: it goes to the caller now, not after the
+	// request's bookkeeping (the budget's settlement is a database write).
+	_ = http.NewResponseController(w).Flush()
 }
 
 // copyHeaders passes the provider's request id and custos' overhead so far.

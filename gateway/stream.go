@@ -126,14 +126,17 @@ func (rq *request) streamResponse(ctx context.Context, w http.ResponseWriter, re
 	st.flushAll()
 	// At the end of the stream what is written but not sent (a held last
 	// event) goes out with the end of the response, when the handler
-	// returns: in one write, and one wake-up of the caller.
+	// returns: in one write, and one wake-up of the caller — unless the
+	// request's budget is to be settled first (a database write; see
+	// record): then it goes now.
+	if rq.resv != nil && len(rq.resv.Windows) > 0 {
+		st.flush()
+	}
 	if readErr != io.EOF && ctx.Err() == nil {
 		// The provider's stream broke (or timed out) while the caller
 		// waits: send what there is, then cut the caller's connection
 		// too, so the answer is not taken for a complete one.
-		st.mu.Lock()
-		_ = rc.Flush()
-		st.mu.Unlock()
+		st.flush()
 		rq.usage.Status = http.StatusBadGateway
 		rq.h.log.Warn("gateway: provider stream broke off", "provider", rq.prov.Name, "err", readErr)
 		panic(http.ErrAbortHandler)
@@ -209,6 +212,14 @@ func (st *streamState) emit(b []byte) {
 		_ = st.rc.Flush()
 		st.sent, st.held = true, false
 	}
+}
+
+// flush sends what was written to the caller.
+func (st *streamState) flush() {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	_ = st.rc.Flush()
+	st.sent, st.held = true, false
 }
 
 // flushLate sends the headers if nothing has gone to the caller yet, and

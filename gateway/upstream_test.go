@@ -3,6 +3,8 @@ package gateway_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -630,4 +633,88 @@ func TestStreamLastEventBeforeProviderEnds(t *testing.T) {
 			}
 		})
 	}
+}
+
+// slowSettle is a Budgets that reserves everything and settles only once
+// release is closed (or its context ends), as a busy database would.
+type slowSettle struct {
+	release chan struct{}
+	settled *atomic.Bool // a settlement has returned
+}
+
+func (b slowSettle) ReserveBudget(_ context.Context, orgID, keyID string, tokens int64, now time.Time) (*custos.Reservation, error) {
+	return &custos.Reservation{OrgID: orgID, Tokens: tokens, Windows: []custos.BudgetWindow{{KeyID: keyID, Period: "day", Start: now}}}, nil
+}
+
+func (b slowSettle) SettleBudget(ctx context.Context, _ *custos.Reservation, _ int64) error {
+	defer b.settled.Store(true)
+	select {
+	case <-b.release:
+	case <-ctx.Done():
+	}
+	return nil
+}
+
+// Ensure an answer reaches the caller before the request's budget is
+// settled: the settlement (a database write) waits here until the caller
+// has the answer — a non-streamed one whole, a stream up to its last
+// event — so an answer held for the end of the handler would come only
+// after the settlement gave up (its own timeout), and the settlement
+// still happens after.
+func TestAnswerBeforeSettlement(t *testing.T) {
+	for _, stream := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stream=%v", stream), func(t *testing.T) {
+			up := newFakeUp(t, "up", nil)
+			budgets := slowSettle{release: make(chan struct{}), settled: new(atomic.Bool)}
+			g := newGW(t, gateway.Config{Providers: []gateway.Provider{up.openAI(openaiKey, "gpt-4o")}, Egress: loopbackCloud, Budgets: budgets})
+			body := fmt.Sprintf(`{"model":"gpt-4o","stream":%v,"messages":[{"role":"user","content":"hi"}]}`, stream)
+			req, err := http.NewRequest(http.MethodPost, g.srv.URL+"/v1/chat/completions", strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Authorization", "Bearer "+custosKey)
+			got := make(chan error, 1)
+			go func() { got <- readAnswer(g.srv.Client(), req, stream, budgets.settled) }()
+			if err := <-got; err != nil {
+				t.Fatal(err)
+			}
+			close(budgets.release)
+			if u := g.lastUsage(); u.Status != http.StatusOK {
+				t.Errorf("usage %+v, want status 200 once settled", u)
+			}
+		})
+	}
+}
+
+// readAnswer sends req and reads its answer — whole, or up to a stream's
+// [DONE] — and fails if settled was set before it had it.
+func readAnswer(client *http.Client, req *http.Request, stream bool, settled *atomic.Bool) error {
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	if stream {
+		var got strings.Builder
+		buf := make([]byte, 4096)
+		for !strings.Contains(got.String(), "data: [DONE]") {
+			n, err := resp.Body.Read(buf)
+			got.Write(buf[:n])
+			if err != nil && !strings.Contains(got.String(), "data: [DONE]") {
+				return fmt.Errorf("stream ended (%v) before [DONE]: %q", err, got.String())
+			}
+		}
+	} else {
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || resp.ContentLength != int64(len(b)) || !json.Valid(b) {
+			return fmt.Errorf("status %d, length %d, body %q", resp.StatusCode, resp.ContentLength, b)
+		}
+	}
+	if settled.Load() {
+		return errors.New("the answer came only after the budget's settlement")
+	}
+	return nil
 }
