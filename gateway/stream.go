@@ -209,8 +209,7 @@ func (st *streamState) emit(b []byte) {
 		st.held = true
 		st.late.Reset(TailDelay)
 	case st.br.Buffered() == 0:
-		_ = st.rc.Flush()
-		st.sent, st.held = true, false
+		st.flushLocked()
 	}
 }
 
@@ -218,8 +217,7 @@ func (st *streamState) emit(b []byte) {
 func (st *streamState) flush() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	_ = st.rc.Flush()
-	st.sent, st.held = true, false
+	st.flushLocked()
 }
 
 // flushLate sends the headers if nothing has gone to the caller yet, and
@@ -228,9 +226,14 @@ func (st *streamState) flushLate() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if (!st.sent || st.held) && !st.done {
-		_ = st.rc.Flush()
-		st.sent, st.held = true, false
+		st.flushLocked()
 	}
+}
+
+// flushLocked sends what was written to the caller; st.mu is held.
+func (st *streamState) flushLocked() {
+	_ = st.rc.Flush()
+	st.sent, st.held = true, false
 }
 
 // passthrough reports whether ev can go to the caller byte for byte: the
@@ -303,18 +306,17 @@ func (st *streamState) usageOnly(ev *sseEvent) {
 }
 
 func (st *streamState) handle(ev *sseEvent) {
-	st.last = false
+	done := ev.hasData && string(ev.data) == "[DONE]"
+	st.last = done || ev.event == "message_stop"
 	if !ev.hasData {
 		st.emit(ev.raw) // comments, retry fields
 		return
 	}
-	if string(ev.data) == "[DONE]" {
-		st.flushAll()
-		st.last = true
+	if done {
+		st.flushAll() // held back with [DONE], in the same write
 		st.emit(ev.raw)
 		return
 	}
-	st.last = ev.event == "message_stop"
 	if st.passthrough(ev) {
 		st.usageOnly(ev)
 		st.lastRaw = append(st.lastRaw[:0], ev.data...) // ev's buffer is reused
