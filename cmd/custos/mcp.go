@@ -73,7 +73,7 @@ func (c *CLI) runMCP(ctx context.Context, args []string) error {
 	logger := slog.New(slog.NewJSONHandler(c.Stderr, nil))
 	srv := mcp.NewServer(c.mcpConfig(dir, key, *allowRun, *allowReveal, logger))
 	if *addr == "" {
-		err := srv.Run(ctx, &sdkmcp.StdioTransport{})
+		err := srv.Run(ctx, &mcp.StdioTransport{In: c.Stdin, Out: c.Stdout, Logger: logger})
 		if ctx.Err() != nil || errors.Is(err, io.EOF) {
 			return nil
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -550,6 +551,60 @@ func TestMCP_Subprocess(t *testing.T) {
 	w.AssertNoValues(t, "stdio results and stderr", text+stderr.String())
 	if !strings.Contains(stderr.String(), `"tool":"inject_secret"`) {
 		t.Fatalf("stderr has no log line: %s", stderr.String())
+	}
+}
+
+func TestMCP_StdioBadLines(t *testing.T) {
+	// Ensure `custos mcp` answers a line that is not JSON-RPC with a JSON-RPC error, goes on, and exits 0 when stdin closes.
+	w := mustMCPWorld(t)
+	home := t.TempDir()
+	var stderr syncBuffer
+	cmd := exec.Command(os.Args[0], "mcp") // #nosec G204 -- the test binary
+	cmd.Env = append(os.Environ(), "CUSTOS_TEST_CHILD=custos", "CUSTOS_URL="+w.Main.URL(), "CUSTOS_API_KEY="+w.Alice,
+		"CUSTOS_HOME="+filepath.Join(home, ".custos"), "HOME="+home)
+	cmd.Dir = home
+	cmd.Stderr = &stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+	out := bufio.NewScanner(stdout)
+	v := w.Values["DB_PASSWORD"]
+	exchange := func(line, want string) {
+		t.Helper()
+		if _, err := io.WriteString(stdin, line+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		if !out.Scan() {
+			t.Fatalf("%.60s: no answer (%v); stderr: %s", strings.ReplaceAll(line, v, "<value>"), out.Err(), stderr.String())
+		}
+		if got := out.Text(); !strings.HasPrefix(got, want) {
+			t.Fatalf("%.60s: got %.200s, want %s…", strings.ReplaceAll(line, v, "<value>"), got, want)
+		}
+	}
+	exchange("DB_PASSWORD="+v, `{"jsonrpc":"2.0","id":null,"error":{"code":-32700,`)
+	exchange(`{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"codex","version":"1"}}}`,
+		`{"jsonrpc":"2.0","id":1,"result":{`)
+	exchange(`{"jsonrpc":"2.0","method":"notifications/initialized"}`+"\n"+`[{"jsonrpc":"2.0","id":2,"method":"tools/list"}]`,
+		`{"jsonrpc":"2.0","id":null,"error":{"code":-32600,`)
+	exchange(`{"jsonrpc":"2.0","id":3,"method":"tools/list"}`, `{"jsonrpc":"2.0","id":3,"result":{`)
+	if err := stdin.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("custos mcp: %v; stderr: %s", err, stderr.String())
+	}
+	w.AssertNoValues(t, "stderr", stderr.String())
+	if !strings.Contains(stderr.String(), `"msg":"mcp: refused a message"`) {
+		t.Fatalf("stderr: %s", stderr.String())
 	}
 }
 
