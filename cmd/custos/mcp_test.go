@@ -503,16 +503,24 @@ func TestMCP_BadInput(t *testing.T) {
 	w.AssertNoValues(t, "results and logs", a.Captured())
 }
 
+// mcpChild returns `custos mcp` as an agent starts it: this test binary
+// as a child, with Alice's key, a home of its own and env added; stderr is
+// captured.
+func mcpChild(t *testing.T, w *mcpWorld, env ...string) (cmd *exec.Cmd, home string, stderr *syncBuffer) {
+	t.Helper()
+	home, stderr = t.TempDir(), &syncBuffer{}
+	cmd = exec.Command(os.Args[0], "mcp") // #nosec G204 -- the test binary
+	cmd.Env = append(append(os.Environ(), "CUSTOS_TEST_CHILD=custos", "CUSTOS_URL="+w.Main.URL(), "CUSTOS_API_KEY="+w.Alice,
+		"CUSTOS_HOME="+filepath.Join(home, ".custos"), "HOME="+home), env...)
+	cmd.Dir = home
+	cmd.Stderr = stderr
+	return cmd, home, stderr
+}
+
 func TestMCP_Subprocess(t *testing.T) {
 	// Ensure `custos mcp` speaks MCP on stdio to the SDK client, as an agent runs it.
 	w := mustMCPWorld(t)
-	home := t.TempDir()
-	var stderr syncBuffer
-	cmd := exec.Command(os.Args[0], "mcp") // #nosec G204 -- the test binary
-	cmd.Env = append(os.Environ(), "CUSTOS_TEST_CHILD=custos", "CUSTOS_URL="+w.Main.URL(), "CUSTOS_API_KEY="+w.Alice,
-		"CUSTOS_HOME="+filepath.Join(home, ".custos"), "HOME="+home, "CUSTOS_AI_MODEL=claude-x")
-	cmd.Dir = home
-	cmd.Stderr = &stderr
+	cmd, home, stderr := mcpChild(t, w, "CUSTOS_AI_MODEL=claude-x")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	cs, err := sdkmcp.NewClient(&sdkmcp.Implementation{Name: "claude-code", Version: "2.0"}, nil).
@@ -557,13 +565,7 @@ func TestMCP_Subprocess(t *testing.T) {
 func TestMCP_StdioBadLines(t *testing.T) {
 	// Ensure `custos mcp` answers a line that is not JSON-RPC with a JSON-RPC error, goes on, and exits 0 when stdin closes.
 	w := mustMCPWorld(t)
-	home := t.TempDir()
-	var stderr syncBuffer
-	cmd := exec.Command(os.Args[0], "mcp") // #nosec G204 -- the test binary
-	cmd.Env = append(os.Environ(), "CUSTOS_TEST_CHILD=custos", "CUSTOS_URL="+w.Main.URL(), "CUSTOS_API_KEY="+w.Alice,
-		"CUSTOS_HOME="+filepath.Join(home, ".custos"), "HOME="+home)
-	cmd.Dir = home
-	cmd.Stderr = &stderr
+	cmd, _, stderr := mcpChild(t, w)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
