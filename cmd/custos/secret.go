@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/custos-dev/custos"
+	"github.com/custos-dev/custos/vault"
 	"golang.org/x/term"
 )
 
@@ -104,6 +105,10 @@ func (c *CLI) secretSet(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.Stdout, "set %s/%s version %d\n", s.Project, s.Name, s.Version)
+	if len(value) < vault.MinKnownValue {
+		fmt.Fprintf(c.Stderr, "note: the model gateway's known-value guard watches for stored values of %d bytes or more; "+
+			"this one is shorter, so prompts are not searched for it (its pattern may still be found by the redaction rules)\n", vault.MinKnownValue)
+	}
 	return nil
 }
 

@@ -54,6 +54,23 @@ func TestSecretSet(t *testing.T) {
 			}
 		}
 	})
+	t.Run("ShortValueNote", func(t *testing.T) {
+		// Ensure a value too short for the gateway's known-value guard gets a note on stderr (without the value), and one long enough none.
+		for in, note := range map[string]bool{"hunter2": true, "hunter22": false} {
+			tc := newTestCLI(t)
+			tc.Stdin = strings.NewReader(in + "\n")
+			tc.spy.setSecret = func(in custos.SetSecretInput) (*custos.Secret, error) {
+				return &custos.Secret{Project: in.Project, Name: in.Name, Version: 1}, nil
+			}
+			out := tc.mustRun(t, "secret", "set", "A")
+			if got := strings.Contains(tc.err.String(), "known-value guard watches for stored values of 8 bytes or more"); got != note || out != "set default/A version 1\n" {
+				t.Errorf("%d bytes: note %v, want %v; stdout %q stderr %q", len(in), got, note, out, tc.err.String())
+			}
+			if strings.Contains(tc.err.String()+out, "hunter") {
+				t.Fatal("value printed")
+			}
+		}
+	})
 	t.Run("DefaultProject", func(t *testing.T) {
 		// Ensure the project defaults to "default".
 		tc := newTestCLI(t)
