@@ -196,7 +196,8 @@ type Handler struct {
 	mux   *http.ServeMux
 	cloud *http.Client
 
-	cache *findCache // findings of long strings; nil when disabled
+	cache   *findCache // findings of long strings; nil when disabled
+	catalog catalog    // providers' model listings, for GET /v1/models
 
 	mu       sync.RWMutex
 	locals   map[string]*http.Client // local provider host → client
@@ -394,7 +395,9 @@ func (h *Handler) setup(ctx context.Context, key *custos.APIKey) (*Setup, error)
 	return h.cfg.Resolve(ctx, key)
 }
 
-// models lists the exact model names the caller may use.
+// models lists the model names the caller may use: each provider's exact
+// names, and the models its name patterns match in its own listing (see
+// catalog.go; a cloud provider is not asked in offline mode).
 func (h *Handler) models(w http.ResponseWriter, r *http.Request) {
 	f := wireOpenAI
 	if r.Header.Get("anthropic-version") != "" {
@@ -410,19 +413,49 @@ func (h *Handler) models(w http.ResponseWriter, r *http.Request) {
 		writeError(w, f, http.StatusServiceUnavailable, "custos could not load the gateway's configuration; try again.")
 		return
 	}
-	data := []any{}
-	for _, p := range s.Providers {
-		if (f == wireAnthropic) != (p.Kind == KindAnthropic) {
+	mode, err := h.mode(s, key, r)
+	if err != nil {
+		writeError(w, f, http.StatusBadRequest, err.Error())
+		return
+	}
+	var provs []*Provider
+	for i := range s.Providers {
+		if p := &s.Providers[i]; (f == wireAnthropic) == (p.Kind == KindAnthropic) {
+			provs = append(provs, p)
+		}
+	}
+	// The providers' listings, asked for at once.
+	listed := make([][]string, len(provs))
+	var wg sync.WaitGroup
+	for i, p := range provs {
+		if !p.patterned() || (!p.Local && mode == custos.PrivacyOffline) {
 			continue
 		}
+		wg.Go(func() { listed[i], _ = h.providerModels(r.Context(), key.OrgID, p, mode) })
+	}
+	wg.Wait()
+	data := []any{}
+	seen := map[string]bool{}
+	add := func(p *Provider, m string) {
+		if seen[m] {
+			return
+		}
+		seen[m] = true
+		if f == wireAnthropic {
+			data = append(data, map[string]any{"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"})
+		} else {
+			data = append(data, map[string]any{"id": m, "object": "model", "created": 0, "owned_by": p.Name})
+		}
+	}
+	for i, p := range provs {
 		for _, m := range p.Models {
-			if strings.HasSuffix(m, "*") {
-				continue
+			if !strings.HasSuffix(m, "*") {
+				add(p, m)
 			}
-			if f == wireAnthropic {
-				data = append(data, map[string]any{"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"})
-			} else {
-				data = append(data, map[string]any{"id": m, "object": "model", "created": 0, "owned_by": p.Name})
+		}
+		for _, m := range listed[i] {
+			if p.serves(m) {
+				add(p, m)
 			}
 		}
 	}

@@ -323,7 +323,18 @@ type rawResp struct {
 // post sends body to path over plain HTTP; hdr are extra headers.
 func (g *gwEnv) post(path, body string, hdr map[string]string) rawResp {
 	g.t.Helper()
-	req, err := http.NewRequest(http.MethodPost, g.srv.URL+path, strings.NewReader(body))
+	return g.do(http.MethodPost, path, body, hdr)
+}
+
+// get sends GET path over plain HTTP; hdr are extra headers.
+func (g *gwEnv) get(path string, hdr map[string]string) rawResp {
+	g.t.Helper()
+	return g.do(http.MethodGet, path, "", hdr)
+}
+
+func (g *gwEnv) do(method, path, body string, hdr map[string]string) rawResp {
+	g.t.Helper()
+	req, err := http.NewRequest(method, g.srv.URL+path, strings.NewReader(body))
 	if err != nil {
 		g.t.Fatal(err)
 	}
