@@ -112,8 +112,12 @@ func TestModelsListingFailures(t *testing.T) {
 	// Ensure a provider whose listing fails, is hostile or is gone leaves its exact names listed, 200, and is not asked again at once.
 	huge := `{"data":[` + strings.Repeat(`{"id":"gpt-x"},`, 100000) + `{"id":"gpt-y"}]}`
 	for name, listing := range map[string]func(w http.ResponseWriter, r *http.Request){
-		"500":       func(w http.ResponseWriter, _ *http.Request) { http.Error(w, `{"error":{"message":"down"}}`, http.StatusInternalServerError) },
-		"401":       func(w http.ResponseWriter, _ *http.Request) { http.Error(w, `{"error":{"message":"bad key"}}`, http.StatusUnauthorized) },
+		"500": func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, `{"error":{"message":"down"}}`, http.StatusInternalServerError)
+		},
+		"401": func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, `{"error":{"message":"bad key"}}`, http.StatusUnauthorized)
+		},
 		"not JSON":  jsonListing(`<html>gpt-4o</html>`),
 		"no data":   jsonListing(`{"object":"list","models":["gpt-4o"]}`),
 		"data null": jsonListing(`{"data":null}`),
