@@ -209,7 +209,7 @@ type UsageRecord struct {
 	KeyID      string    `json:"key_id"`
 	Provider   string    `json:"provider"`
 	Model      string    `json:"model"`
-	Route      string    `json:"route"` // chat, messages, embeddings, count_tokens
+	Route      string    `json:"route"` // chat, responses, messages, embeddings, count_tokens
 	TokensIn   int64     `json:"tokens_in"`
 	TokensOut  int64     `json:"tokens_out"`
 	LatencyMS  float64   `json:"latency_ms"`

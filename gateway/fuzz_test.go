@@ -96,9 +96,10 @@ func FuzzRequestBody(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
+	f.Add([]byte(`{"model":"gpt-4o","input":[{"type":"reasoning","encrypted_content":"` + fuzzToken + `"},{"type":"function_call_output","call_id":"c","output":"` + fuzzEmail + `"}],"instructions":"` + fuzzKnown + `"}`))
 	want := map[int]bool{200: true, 400: true, 404: true, 413: true}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		for _, path := range []string{"/v1/chat/completions", "/v1/messages"} {
+		for _, path := range []string{"/v1/chat/completions", "/v1/responses", "/v1/messages"} {
 			rec := serveOnce(t, h, path, body)
 			if !want[rec.Code] {
 				t.Fatalf("%s: status %d: %s", path, rec.Code, rec.Body.String())
@@ -114,10 +115,10 @@ func FuzzRequestBody(f *testing.F) {
 	})
 }
 
-// FuzzUpstreamStream relays arbitrary bytes from a provider as its SSE
-// answer, in both wire formats, while placeholders are live: the handler
-// never panics and always returns.
-func FuzzUpstreamStream(f *testing.F) {
+// streamFuzzer returns a function that relays stream as a provider's SSE
+// answer to a streamed request on path, while placeholders are live, and
+// fails unless the handler answers 200 with an event stream and returns.
+func streamFuzzer(f *testing.F) func(t *testing.T, path string, stream []byte) {
 	var (
 		streams sync.Map // model → the provider's SSE body
 		next    atomic.Int64
@@ -133,6 +134,29 @@ func FuzzUpstreamStream(f *testing.F) {
 		}
 	})
 	h := fuzzHandler(f, up, 0)
+	return func(t *testing.T, path string, stream []byte) {
+		model := fmt.Sprintf("gpt-fuzz-%d", next.Add(1))
+		if path == "/v1/messages" {
+			model = fmt.Sprintf("claude-fuzz-%d", next.Add(1))
+		}
+		streams.Store(model, stream)
+		defer streams.Delete(model)
+		body, _ := json.Marshal(map[string]any{
+			"model": model, "stream": true, "max_tokens": 16, "input": "use " + fuzzEmail,
+			"messages": []any{map[string]any{"role": "user", "content": "use " + fuzzToken + " for " + fuzzEmail + " with " + fuzzKnown}},
+		})
+		rec := serveOnce(t, h, path, body)
+		if rec.Code != 200 || rec.Header().Get("Content-Type") != "text/event-stream" {
+			t.Fatalf("%s: status %d, Content-Type %q: %s", path, rec.Code, rec.Header().Get("Content-Type"), rec.Body.String())
+		}
+	}
+}
+
+// FuzzUpstreamStream relays arbitrary bytes from a provider as its SSE
+// answer, in both wire formats, while placeholders are live: the handler
+// never panics and always returns.
+func FuzzUpstreamStream(f *testing.F) {
+	run := streamFuzzer(f)
 	oa := func(delta string) string {
 		return `data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":` + delta + `,"finish_reason":null}]}` + "\n\n"
 	}
@@ -161,20 +185,39 @@ func FuzzUpstreamStream(f *testing.F) {
 		f.Add([]byte(s), true)
 	}
 	f.Fuzz(func(t *testing.T, stream []byte, anthropicWire bool) {
-		n := next.Add(1)
-		path, model := "/v1/chat/completions", fmt.Sprintf("gpt-fuzz-%d", n)
+		path := "/v1/chat/completions"
 		if anthropicWire {
-			path, model = "/v1/messages", fmt.Sprintf("claude-fuzz-%d", n)
+			path = "/v1/messages"
 		}
-		streams.Store(model, stream)
-		defer streams.Delete(model)
-		body, _ := json.Marshal(map[string]any{
-			"model": model, "stream": true, "max_tokens": 16,
-			"messages": []any{map[string]any{"role": "user", "content": "use " + fuzzToken + " for " + fuzzEmail + " with " + fuzzKnown}},
-		})
-		rec := serveOnce(t, h, path, body)
-		if rec.Code != 200 || rec.Header().Get("Content-Type") != "text/event-stream" {
-			t.Fatalf("%s: status %d, Content-Type %q: %s", path, rec.Code, rec.Header().Get("Content-Type"), rec.Body.String())
-		}
+		run(t, path, stream)
+	})
+}
+
+// FuzzUpstreamResponsesStream relays arbitrary bytes from a provider as a
+// Responses API event stream while placeholders are live: the handler
+// never panics and always returns.
+func FuzzUpstreamResponsesStream(f *testing.F) {
+	run := streamFuzzer(f)
+	ev := func(typ, data string) string { return "event: " + typ + "\ndata: " + data + "\n\n" }
+	delta := func(typ, item, d string) string {
+		return ev(typ, `{"type":"`+typ+`","item_id":"`+item+`","output_index":0,"content_index":0,"delta":"`+d+`","sequence_number":3}`)
+	}
+	for _, s := range []string{
+		``,
+		ev("response.created", `{"type":"response.created","response":{"id":"r","output":[]}}`),
+		delta("response.output_text.delta", "m", "[[SECR") + delta("response.output_text.delta", "m", "ET_1]] and [[EMA") +
+			ev("response.output_text.done", `{"type":"response.output_text.done","item_id":"m","output_index":0,"content_index":0,"text":"[[SECRET_1]] and [[EMA"}`) +
+			ev("response.completed", `{"type":"response.completed","response":{"usage":{"input_tokens":3,"output_tokens":-2}}}`),
+		delta("response.function_call_arguments.delta", "f", `{\"q\":\"[[EMAIL_`) + ev("response.completed", `{"type":"response.completed"}`),
+		delta("response.output_text.delta", "m", "[[SECRET_1]") + delta("response.refusal.delta", "m", "[[") + "data: [DONE]\n\n",
+		ev("response.output_text.delta", `{"type":"response.output_text.delta","item_id":null,"delta":7}`) +
+			ev("response.output_text.done", `{"type":"response.output_text.done","item_id":{"a":1}}`),
+		ev("response.failed", `{"type":"response.failed","response":null}`) + ev("response.incomplete", `[]`),
+		"data: {\"type\":\"response.output_text.delta\",\"item_id\":\"m\",\"delta\":\"[[KNOWN_1\"}\n\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		run(t, "/v1/responses", stream)
 	})
 }

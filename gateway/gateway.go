@@ -205,7 +205,8 @@ type Handler struct {
 }
 
 // NewHandler returns the gateway handler. It serves POST
-// /v1/chat/completions, POST /v1/embeddings and GET /v1/models (OpenAI
+// /v1/chat/completions, POST /v1/responses, POST /v1/embeddings and GET
+// /v1/models (OpenAI
 // format; /v1/models answers in Anthropic format when the request carries
 // anthropic-version), POST /v1/messages and POST /v1/messages/count_tokens
 // (Anthropic format). It fails if cfg.Egress is invalid.
@@ -262,6 +263,9 @@ func NewHandler(cfg Config) (*Handler, error) {
 	})
 	h.mux.HandleFunc("POST /v1/embeddings", func(w http.ResponseWriter, r *http.Request) {
 		h.proxy(w, r, wireOpenAI, routeEmbeddings)
+	})
+	h.mux.HandleFunc("POST /v1/responses", func(w http.ResponseWriter, r *http.Request) {
+		h.proxy(w, r, wireOpenAI, routeResponses)
 	})
 	h.mux.HandleFunc("POST /v1/messages", func(w http.ResponseWriter, r *http.Request) {
 		h.proxy(w, r, wireAnthropic, routeMessages)

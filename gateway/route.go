@@ -17,6 +17,7 @@ const (
 	routeEmbeddings
 	routeMessages
 	routeCountTokens
+	routeResponses
 )
 
 // String names the route in usage records.
@@ -28,6 +29,8 @@ func (r route) String() string {
 		return "messages"
 	case routeCountTokens:
 		return "count_tokens"
+	case routeResponses:
+		return "responses"
 	}
 	return "chat"
 }
@@ -41,6 +44,8 @@ func (r route) path() string {
 		return "/v1/messages"
 	case routeCountTokens:
 		return "/v1/messages/count_tokens"
+	case routeResponses:
+		return "/responses"
 	}
 	return "/chat/completions"
 }

@@ -49,6 +49,8 @@ var skipKeys = map[string]bool{
 	"file_data": true, "stop_reason": true, "finish_reason": true,
 	"object": true, "tool_choice": true, "format": true, "detail": true,
 	"thinking": true, // a thinking block's text is signed by the provider
+	// The Responses API's references to calls, items and responses.
+	"call_id": true, "item_id": true, "previous_response_id": true,
 }
 
 // redactValue redacts every text string in v (a decoded JSON value) and

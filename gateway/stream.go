@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -63,6 +64,9 @@ func (rq *request) streamResponse(ctx context.Context, w http.ResponseWriter, re
 		readers.Put(br)
 	}()
 	st := &streamState{rq: rq, w: w, rc: rc, br: br, streams: map[string]*streamRestorer{}}
+	if rq.rt == routeResponses {
+		st.tails = map[string]map[string]any{}
+	}
 	// The headers go out with the first event, in one write; if the
 	// provider is slow to send one, they go out alone after HeaderDelay
 	// (the caller's SDK waits for them). The same timer sends a held
@@ -156,8 +160,9 @@ type streamState struct {
 	done    bool          // the handler is done with w
 	streams map[string]*streamRestorer
 	order   []string
-	tmpl    map[string]any // the last OpenAI chunk decoded, a template for flushes
-	lastRaw []byte         // the last chunk passed through, decoded when a flush needs it
+	tmpl    map[string]any            // the last OpenAI chunk decoded, a template for flushes
+	lastRaw []byte                    // the last chunk passed through, decoded when a flush needs it
+	tails   map[string]map[string]any // Responses API: a last delta's fields, per stream
 }
 
 func (st *streamState) stream(key string, jsonMode bool) *streamRestorer {
@@ -286,7 +291,7 @@ func (st *streamState) usageOnly(ev *sseEvent) {
 		switch string(name) {
 		case "usage":
 			usage = v
-		case "message":
+		case "message", "response": // Anthropic's message_start, the Responses API's response.completed
 			msgUsage = nil
 			eachMember(v, func(name, v []byte) {
 				if string(name) == "usage" {
@@ -307,7 +312,7 @@ func (st *streamState) usageOnly(ev *sseEvent) {
 
 func (st *streamState) handle(ev *sseEvent) {
 	done := ev.hasData && string(ev.data) == "[DONE]"
-	st.last = done || ev.event == "message_stop"
+	st.last = done || ev.event == "message_stop" || (st.rq.rt == routeResponses && responsesEnd[ev.event])
 	if !ev.hasData {
 		st.emit(ev.raw) // comments, retry fields
 		return
@@ -328,9 +333,12 @@ func (st *streamState) handle(ev *sseEvent) {
 		st.emit(ev.raw)
 		return
 	}
-	if st.rq.f == wireAnthropic {
+	switch {
+	case st.rq.f == wireAnthropic:
 		st.anthropic(ev.event, m)
-	} else {
+	case st.rq.rt == routeResponses:
+		st.responses(ev.event, m)
+	default:
 		st.openAI(m)
 	}
 }
@@ -490,8 +498,86 @@ func (st *streamState) flushAnthropicBlock(bi string, idx any) {
 	st.send("content_block_delta", map[string]any{"type": "content_block_delta", "index": idx, "delta": d})
 }
 
+// responsesEnd are the events that end a Responses API stream (it sends
+// no [DONE]).
+var responsesEnd = map[string]bool{"response.completed": true, "response.incomplete": true, "response.failed": true}
+
+// responses restores one Responses API stream event. A delta's text (or
+// call arguments) is restored across events per item, content part and
+// summary part; the event that ends such a stream (….done, with the whole
+// text) first sends what is held back as a last delta.
+func (st *streamState) responses(event string, m map[string]any) {
+	typ, _ := m["type"].(string)
+	key := fmt.Sprint(m["item_id"], "/", index(m["output_index"]), "/", index(m["content_index"]), "/", index(m["summary_index"]))
+	var skip map[string]bool
+	switch {
+	case strings.HasSuffix(typ, ".delta") && m["item_id"] != nil:
+		if d, ok := m["delta"].(string); ok {
+			r, seen := st.streams[key]
+			if !seen {
+				// A template for the last delta, should the stream end without its done event.
+				tail := map[string]any{"type": typ}
+				for _, k := range []string{"item_id", "output_index", "content_index", "summary_index"} {
+					if v, ok := m[k]; ok {
+						tail[k] = v
+					}
+				}
+				st.tails[key] = tail
+				r = st.stream(key, strings.Contains(typ, "arguments"))
+			}
+			m["delta"] = string(r.write([]byte(d)))
+			skip = responsesStreamed
+		}
+	case strings.HasSuffix(typ, ".done") && m["item_id"] != nil:
+		st.flushResponsesStream(key, event != "", m["sequence_number"])
+	case responsesEnd[typ]:
+		st.flushAll() // a stream whose done event never came
+		if resp, _ := m["response"].(map[string]any); resp != nil {
+			st.rq.takeUsage(resp["usage"])
+		}
+	}
+	st.rq.sc.restoreValue(m, skip)
+	st.send(event, m)
+}
+
+// responsesStreamed is the field of Responses API delta events restored
+// across events.
+var responsesStreamed = map[string]bool{"delta": true}
+
+// flushResponsesStream sends what the stream key holds back as a last
+// delta event, numbered seq (that of the event that follows it).
+func (st *streamState) flushResponsesStream(key string, named bool, seq any) {
+	r, ok := st.streams[key]
+	if !ok {
+		return
+	}
+	held := r.flush()
+	if len(held) == 0 {
+		return
+	}
+	ev := map[string]any{}
+	for k, v := range st.tails[key] {
+		ev[k] = v
+	}
+	ev["delta"] = string(held)
+	if seq != nil {
+		ev["sequence_number"] = seq
+	}
+	event := ""
+	if named {
+		event, _ = ev["type"].(string)
+	}
+	st.send(event, ev)
+}
+
 // flushAll sends whatever is still held back at the end of the stream.
 func (st *streamState) flushAll() {
+	if st.rq.rt == routeResponses {
+		for _, key := range st.order {
+			st.flushResponsesStream(key, true, nil)
+		}
+		return
+	}
 	if st.rq.f == wireAnthropic {
 		for _, key := range st.order {
 			n, _ := strconv.Atoi(key)

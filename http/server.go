@@ -59,6 +59,7 @@ type Config struct {
 // Anthropic APIs a model SDK calls.
 var GatewayRoutes = []string{
 	"POST /v1/chat/completions",
+	"POST /v1/responses",
 	"POST /v1/embeddings",
 	"GET /v1/models",
 	"POST /v1/messages",

@@ -20,6 +20,7 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
 
 	"github.com/custos-dev/custos"
 )
@@ -102,6 +103,9 @@ func (fp *fakeProvider) serve(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprintf(w, `{"object":"list","model":%q,"data":[{"object":"embedding","index":0,"embedding":[0.25,-0.5]}],"usage":{"prompt_tokens":3,"total_tokens":3}}`, req.Model)
 		return
+	case "/v1/responses":
+		fp.responses(w, req.Model, req.Stream, "echo "+strings.Join(placeholderRE.FindAllString(body, -1), " "))
+		return
 	case "/v1/chat/completions":
 	default:
 		http.NotFound(w, r)
@@ -133,6 +137,44 @@ func (fp *fakeProvider) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	chunk(`{}`, `"stop"`)
 	fmt.Fprintf(w, "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":%q,\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":5,\"total_tokens\":15}}\n\ndata: [DONE]\n\n", req.Model)
+}
+
+// responses answers as OpenAI's Responses API: text as one message, or as
+// a stream of events whose 4-byte deltas cut the placeholders apart.
+func (fp *fakeProvider) responses(w http.ResponseWriter, model string, stream bool, text string) {
+	usage := `{"input_tokens":12,"output_tokens":6,"total_tokens":18}`
+	msg := func(t string) string {
+		b, _ := json.Marshal(t)
+		return `{"type":"message","id":"msg_1","status":"completed","role":"assistant","content":[{"type":"output_text","text":` + string(b) + `,"annotations":[]}]}`
+	}
+	done := fmt.Sprintf(`{"id":"resp_1","object":"response","created_at":1,"status":"completed","model":%q,"output":[%s],"usage":%s}`, model, msg(text), usage)
+	if !stream {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, done)
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	fl, _ := w.(http.Flusher)
+	seq := 0
+	ev := func(typ, fields string) {
+		fmt.Fprintf(w, "event: %s\ndata: {\"type\":%q,\"sequence_number\":%d,%s}\n\n", typ, typ, seq, fields)
+		seq++
+		if fl != nil {
+			fl.Flush()
+		}
+	}
+	ev("response.created", fmt.Sprintf(`"response":{"id":"resp_1","object":"response","created_at":1,"status":"in_progress","model":%q,"output":[]}`, model))
+	ev("response.output_item.added", `"output_index":0,"item":{"type":"message","id":"msg_1","status":"in_progress","role":"assistant","content":[]}`)
+	for rest := text; len(rest) > 0; {
+		n := min(4, len(rest))
+		d, _ := json.Marshal(rest[:n])
+		ev("response.output_text.delta", `"item_id":"msg_1","output_index":0,"content_index":0,"delta":`+string(d))
+		rest = rest[n:]
+	}
+	t, _ := json.Marshal(text)
+	ev("response.output_text.done", `"item_id":"msg_1","output_index":0,"content_index":0,"text":`+string(t))
+	ev("response.output_item.done", `"output_index":0,"item":`+msg(text))
+	ev("response.completed", `"response":`+done)
 }
 
 // randAlnum returns n random letters and digits.
@@ -395,6 +437,61 @@ func TestE2E_GatewayRedaction(t *testing.T) {
 	}
 	if r := e.CLI(t, tok, "cli", "", "usage", "--key", owner.ID); r.Code != 1 || !strings.Contains(r.Err, "[forbidden]") {
 		t.Fatalf("agent reads the owner's usage: exit %d %s", r.Code, r.Err)
+	}
+}
+
+func TestE2E_GatewayResponses(t *testing.T) {
+	// Ensure the Responses API (Codex's only wire API) through custos serve and the official SDK: the provider gets
+	// placeholders and its own key, the SDK the values back, JSON and streamed, and usage is recorded as route responses.
+	e := MustStartE2E(t)
+	fp := newFakeProvider(t)
+	provKey := "sk-local-" + randAlnum(t, 32)
+	e.MustProvider(t, provKey, "lab", "--kind", "local", "--base-url", fp.BaseURL(), "--model", "gpt-5*")
+	tok, _ := e.MustAgentKey(t, "codex")
+	ghp := "ghp_" + randAlnum(t, 36)
+	email := "dana." + strings.ToLower(randAlnum(t, 8)) + "@northwind-traders.com"
+	e.Remember(ghp)
+	e.Remember(email)
+	ctx := context.Background()
+	c := e.OpenAI(tok)
+	params := responses.ResponseNewParams{
+		Model:           "gpt-5-codex",
+		Instructions:    openai.String("Deploy with " + ghp),
+		Input:           responses.ResponseNewParamsInputUnion{OfString: openai.String("Mail " + email + " the status.")},
+		MaxOutputTokens: openai.Int(64),
+	}
+	resp, err := c.Responses.New(ctx, params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.OutputText(); !strings.Contains(got, ghp) || !strings.Contains(got, email) || strings.Contains(got, "[[") {
+		t.Fatalf("SDK got %q: want the original values restored", got)
+	}
+	st := c.Responses.NewStreaming(ctx, params)
+	var text strings.Builder
+	for st.Next() {
+		if ev := st.Current(); ev.Type == "response.output_text.delta" {
+			text.WriteString(ev.Delta)
+		}
+	}
+	if err := st.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got := text.String(); got != resp.OutputText() {
+		t.Fatalf("SDK stream got %q, want %q", got, resp.OutputText())
+	}
+	reqs := fp.Requests()
+	if len(reqs) != 2 || reqs[0].Path != "/v1/responses" || reqs[0].Auth != "Bearer "+provKey {
+		t.Fatalf("provider got %+v", reqs)
+	}
+	if fp.Saw(ghp) || fp.Saw(email) || fp.Saw(tok) {
+		t.Fatal("the provider saw a planted value or the custos key")
+	}
+	all, _ := e.MustUsage(t, func(rs []custos.UsageRecord) bool { return len(rs) >= 2 })
+	for _, u := range all {
+		if u.Route != "responses" || u.TokensIn != 12 || u.TokensOut != 6 || u.Redactions < 2 || u.Provider != "lab" {
+			t.Errorf("usage %+v", u)
+		}
 	}
 }
 

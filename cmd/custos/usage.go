@@ -16,7 +16,7 @@ or completions. Owner and admin keys see the org's usage, other keys their
 own.
 
 Without --by, lists the latest requests, newest first: TIME KEY PROVIDER
-MODEL ROUTE (chat, embeddings, messages or count_tokens; +stream when
+MODEL ROUTE (chat, responses, embeddings, messages or count_tokens; +stream when
 streamed) IN OUT (tokens) LATENCY_MS OVERHEAD_MS (custos' own share)
 STATUS REDACTIONS KNOWN (stored secret values found in the request). With
 --by, sums them per model, key, provider or UTC day: GROUP REQUESTS ERRORS
