@@ -324,6 +324,24 @@ func TestE2E_GatewayProviders(t *testing.T) {
 	}
 }
 
+// startPlanted starts custos serve with the local provider "lab" (a fake
+// provider with key provKey) serving model, an agent key named agent, and a
+// GitHub token and an email address to plant, remembered so that the
+// server's logs and database are checked for them.
+func startPlanted(t *testing.T, agent, model string) (e *E2E, fp *fakeProvider, provKey, tok, keyID, ghp, email string) {
+	t.Helper()
+	e = MustStartE2E(t)
+	fp = newFakeProvider(t)
+	provKey = "sk-local-" + randAlnum(t, 32)
+	e.MustProvider(t, provKey, "lab", "--kind", "local", "--base-url", fp.BaseURL(), "--model", model)
+	tok, keyID = e.MustAgentKey(t, agent)
+	ghp = "ghp_" + randAlnum(t, 36)
+	email = "dana." + strings.ToLower(randAlnum(t, 8)) + "@northwind-traders.com"
+	e.Remember(ghp)
+	e.Remember(email)
+	return e, fp, provKey, tok, keyID, ghp, email
+}
+
 func TestE2E_GatewayRedaction(t *testing.T) {
 	// Ensure a chat completion through the official OpenAI SDK, JSON and
 	// streamed, reaches the provider with placeholders instead of a planted
@@ -331,16 +349,7 @@ func TestE2E_GatewayRedaction(t *testing.T) {
 	// the custos key; the SDK gets the original values back; usage lists
 	// the requests with their tokens and no content; nothing leaks into the
 	// server's logs or database.
-	e := MustStartE2E(t)
-	fp := newFakeProvider(t)
-	provKey := "sk-local-" + randAlnum(t, 32)
-	e.MustProvider(t, provKey, "lab", "--kind", "local", "--base-url", fp.BaseURL(), "--model", "local-gpt")
-	tok, keyID := e.MustAgentKey(t, "claude-laptop")
-	ghp := "ghp_" + randAlnum(t, 36)
-	email := "dana." + strings.ToLower(randAlnum(t, 8)) + "@northwind-traders.com"
-	e.Remember(ghp)
-	e.Remember(email)
-
+	e, fp, provKey, tok, keyID, ghp, email := startPlanted(t, "claude-laptop", "local-gpt")
 	ctx := context.Background()
 	c := e.OpenAI(tok)
 	params := openai.ChatCompletionNewParams{
@@ -443,15 +452,7 @@ func TestE2E_GatewayRedaction(t *testing.T) {
 func TestE2E_GatewayResponses(t *testing.T) {
 	// Ensure the Responses API (Codex's only wire API) through custos serve and the official SDK: the provider gets
 	// placeholders and its own key, the SDK the values back, JSON and streamed, and usage is recorded as route responses.
-	e := MustStartE2E(t)
-	fp := newFakeProvider(t)
-	provKey := "sk-local-" + randAlnum(t, 32)
-	e.MustProvider(t, provKey, "lab", "--kind", "local", "--base-url", fp.BaseURL(), "--model", "gpt-5*")
-	tok, _ := e.MustAgentKey(t, "codex")
-	ghp := "ghp_" + randAlnum(t, 36)
-	email := "dana." + strings.ToLower(randAlnum(t, 8)) + "@northwind-traders.com"
-	e.Remember(ghp)
-	e.Remember(email)
+	e, fp, provKey, tok, _, ghp, email := startPlanted(t, "codex", "gpt-5*")
 	ctx := context.Background()
 	c := e.OpenAI(tok)
 	params := responses.ResponseNewParams{
