@@ -18,7 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/openai/openai-go/v3"
 	ooption "github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/responses"
 
 	"github.com/custos-dev/custos"
 	"github.com/custos-dev/custos/gateway"
@@ -434,6 +436,7 @@ func TestNoContentInLogs(t *testing.T) {
 			{Name: "metadata-local", Kind: gateway.KindOpenAI, BaseURL: "http://169.254.169.254/v1", APIKey: provKey, Models: []string{"gpt-ssrf-local"}, Local: true},
 			prov(good, "gpt-fallback-5xx"),
 			good.anthropic(provKey, "claude-*"),
+			prov(broken, "gpt-listed-*"), // its model listing fails
 		},
 		Engine:           newEngine(t, []string{value}, []string{"DB_PASSWORD"}),
 		Egress:           loopbackCloud,
@@ -452,6 +455,14 @@ func TestNoContentInLogs(t *testing.T) {
 		for st.Next() {
 		}
 	}
+	for _, model := range []string{"gpt-good", "gpt-broken", "gpt-cut"} {
+		p := responses.ResponseNewParams{Model: model, Instructions: openai.String(content), Input: responses.ResponseNewParamsInputUnion{OfString: openai.String(content)}}
+		_, _ = c.Responses.New(ctx, p)
+		st := c.Responses.NewStreaming(ctx, p)
+		for st.Next() {
+		}
+	}
+	_, _ = c.Models.List(ctx)
 	_, _ = g.anthropic().Messages.New(ctx, messageParams("claude-x", content))
 	_, _ = g.openai(ooption.WithAPIKey(tok)).Chat.Completions.New(ctx, chatParams("gpt-good", content)) // a secret as the key
 	_, _ = g.openai().Chat.Completions.New(ctx, chatParams("gpt-good", content), ooption.WithHeader(gateway.HeaderPrivacy, tok))
@@ -460,7 +471,7 @@ func TestNoContentInLogs(t *testing.T) {
 	out := logs.String()
 	mustNotContain(t, "the log", out, tok, email, value, custosKey, provKey, "hunter2")
 	// The failure paths above were taken and logged.
-	for _, want := range []string{"provider unreachable", "egress refused", "circuit changed state", "timed out", "stream broke off"} {
+	for _, want := range []string{"provider unreachable", "egress refused", "circuit changed state", "timed out", "stream broke off", "could not list"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the log lacks %q:\n%s", want, out)
 		}
