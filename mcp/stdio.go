@@ -29,9 +29,9 @@ const MaxLine = sdkmcp.DefaultMaxLineLength
 // invalid request error (-32600), as JSON-RPC 2.0 asks; the session goes on.
 // Blank lines are skipped. Neither the answer nor the log holds the line.
 type StdioTransport struct {
-	In     io.Reader
-	Out    io.Writer
-	Logger *slog.Logger // nil: no log
+	In     io.Reader    // the agent's messages, a line each (stdin)
+	Out    io.Writer    // the answers (stdout)
+	Logger *slog.Logger // where refused lines are noted; nil: nowhere
 }
 
 // Connect starts reading In and returns the connection the server runs on.
