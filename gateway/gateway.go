@@ -206,10 +206,10 @@ type Handler struct {
 
 // NewHandler returns the gateway handler. It serves POST
 // /v1/chat/completions, POST /v1/responses, POST /v1/embeddings and GET
-// /v1/models (OpenAI
-// format; /v1/models answers in Anthropic format when the request carries
-// anthropic-version), POST /v1/messages and POST /v1/messages/count_tokens
-// (Anthropic format). It fails if cfg.Egress is invalid.
+// /v1/models (OpenAI format; /v1/models answers in Anthropic format when
+// the request carries anthropic-version), POST /v1/messages and POST
+// /v1/messages/count_tokens (Anthropic format). It fails if cfg.Egress is
+// invalid.
 func NewHandler(cfg Config) (*Handler, error) {
 	h := &Handler{cfg: cfg, log: cfg.Logger, locals: map[string]*http.Client{}, breakers: map[string]*breaker{}}
 	if !cfg.NoFindCache {
