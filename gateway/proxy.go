@@ -1,11 +1,13 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -74,6 +76,11 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 	// One pass validates the body, reads its routing fields and redacts
 	// every text field; the model and the flags stay as they are.
 	rq.sc = newScrubber(setup.Engine).withCache(h.cache, key.ID)
+	if rt == routeResponses && rq.sc != nil && continues(in.b) {
+		// The earlier turns stay at the provider, their placeholders
+		// unseen: number this request's far from them.
+		rq.sc.sess.NumberFrom(1e6 + rand.IntN(9e7)) // #nosec G404 -- placeholder numbering, not a secret
+	}
 	rq.fwd.bb = bodyPool.Get().(*bodyBuf)
 	defer rq.fwd.release() // after every attempt's Do has returned
 	out, body, err := scrubBody(rq.fwd.bb, in.b, rq.sc, f == wireOpenAI && rt == routeChat)
@@ -186,6 +193,14 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, f wire, rt route
 		return
 	}
 	rq.fail(w, last.status, last.msg)
+}
+
+// continues reports whether a Responses API body may continue a
+// conversation stored at the provider (previous_response_id,
+// conversation). A string that merely says so counts too: it only
+// changes how placeholders are numbered.
+func continues(body []byte) bool {
+	return bytes.Contains(body, []byte(`"previous_response_id"`)) || bytes.Contains(body, []byte(`"conversation"`))
 }
 
 // reserve holds the request's worst case against the budgets: its encoded

@@ -220,3 +220,41 @@ func TestResponsesAPIRefusals(t *testing.T) {
 		t.Fatal("the provider was called")
 	}
 }
+
+func TestResponsesContinuedConversation(t *testing.T) {
+	// Ensure a Responses request that continues a conversation stored at the provider gets placeholders numbered far from the
+	// earlier turns', so one the model repeats from them is not restored to this request's value.
+	tok, email := planted(t)
+	up := newFakeUp(t, "openai", func(w http.ResponseWriter, _ *http.Request, body []byte) {
+		text := "earlier [[SECRET_1]] [[EMAIL_1]]; now " + strings.Join(placeholderRE.FindAllString(string(body), -1), " ")
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{"id": "resp_2", "object": "response", "status": "completed", "model": "gpt-5",
+			"output": []any{map[string]any{"type": "message", "id": "m", "role": "assistant", "status": "completed",
+				"content": []any{map[string]any{"type": "output_text", "text": text, "annotations": []any{}}}}}})
+	})
+	g := newGW(t, gateway.Config{Providers: []gateway.Provider{up.openAI(openaiKey, "gpt-5*")}, Engine: newEngine(t, nil, nil), Egress: loopbackCloud})
+	for _, tc := range []struct {
+		body      string
+		continued bool
+	}{
+		{`{"model":"gpt-5","previous_response_id":"resp_1","input":"now ` + tok + ` and ` + email + `"}`, true},
+		{`{"model":"gpt-5","conversation":"conv_1","input":"now ` + tok + ` and ` + email + `"}`, true},
+		{`{"model":"gpt-5","store":false,"input":"now ` + tok + ` and ` + email + `"}`, false},
+	} {
+		r := g.post("/v1/responses", tc.body, authHeader("/v1/responses"))
+		sent, _ := up.last(t)
+		mustNotContain(t, "the provider's body", sent, tok, email)
+		want := "earlier [[SECRET_1]] [[EMAIL_1]]; now " + tok + " " + email
+		if !tc.continued {
+			want = "earlier " + tok + " " + email + "; now " + tok + " " + email // numbered from 1: the repeated ones match
+		}
+		var resp struct {
+			Output []struct {
+				Content []struct{ Text string }
+			}
+		}
+		if err := json.Unmarshal([]byte(r.body), &resp); err != nil || r.status != http.StatusOK || len(resp.Output) != 1 || resp.Output[0].Content[0].Text != want {
+			t.Fatalf("%s: %d %s; the provider got %s", tc.body[:60], r.status, r.body, sent)
+		}
+	}
+}

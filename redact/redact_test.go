@@ -372,6 +372,26 @@ func TestSession_RestoreUnknown(t *testing.T) {
 	}
 }
 
+func TestSession_NumberFrom(t *testing.T) {
+	// Ensure NumberFrom moves the numbers of every kind above n, keeps what was issued, and a lower placeholder is not restored.
+	s := MustEngine(t, redact.Config{Secrets: true, Known: []string{"first-known-value"}}).NewSession()
+	out1, _ := s.Redact([]byte("a first-known-value"))
+	s.NumberFrom(5000)
+	tok := "gh" + "p_" + gen(5, alnum, 36)
+	out2, _ := s.Redact([]byte("b first-known-value and token: " + tok))
+	if string(out1) != "a [[KNOWN_1]]" || string(out2) != "b [[KNOWN_1]] and token: [[SECRET_5001]]" {
+		t.Fatalf("got %q and %q", out1, out2)
+	}
+	if got := string(s.Restore([]byte("[[SECRET_1]] [[SECRET_5001]] [[SECRET_5002]]"))); got != "[[SECRET_1]] "+tok+" [[SECRET_5002]]" {
+		t.Fatalf("restored %q", got)
+	}
+	s.NumberFrom(2e9) // bounded: the placeholder still fits MaxPlaceholderLen
+	out3, _ := s.Redact([]byte("token: " + "gh" + "p_" + gen(6, alnum, 36)))
+	if p := strings.TrimPrefix(string(out3), "token: "); p != "[[SECRET_100000001]]" || len(p) > redact.MaxPlaceholderLen {
+		t.Fatalf("got %q", out3)
+	}
+}
+
 // Ensure concurrent sessions on one engine are safe (run with -race).
 func TestEngine_Concurrent(t *testing.T) {
 	e := MustEngine(t, redact.Config{Secrets: true, Known: []string{"concurrent-value"}})

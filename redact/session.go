@@ -25,6 +25,7 @@ type Session struct {
 	values   map[string]string // placeholder → value
 	next     map[string]int    // kind → last number issued
 	reserved map[string]bool   // placeholders seen verbatim in an input: never issued
+	base     int               // numbers start above it (NumberFrom)
 }
 
 // NewSession returns an empty session on e.
@@ -99,6 +100,17 @@ func Apply(src []byte, findings []Finding) []byte {
 	return append(out, src[last:]...)
 }
 
+// NumberFrom makes the placeholders s issues from now on count from n+1
+// for every kind (not below what it issued already). A request that
+// continues a conversation held elsewhere (whose placeholders it cannot
+// see) numbers from a random n, so that its placeholders do not repeat
+// earlier ones. n is at most 10^8.
+func (s *Session) NumberFrom(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.base = max(min(n, 1e8), 0)
+}
+
 // placeholder returns the placeholder of value, issuing one if needed.
 // s.mu is held.
 func (s *Session) placeholder(kind Kind, value string) string {
@@ -106,6 +118,7 @@ func (s *Session) placeholder(kind Kind, value string) string {
 		return p
 	}
 	k := kindName(kind)
+	s.next[k] = max(s.next[k], s.base)
 	for {
 		s.next[k]++
 		p := "[[" + k + "_" + strconv.Itoa(s.next[k]) + "]]"
