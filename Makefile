@@ -1,5 +1,5 @@
 # custos — see README.md.
-.PHONY: run test vulncheck bench bench-gateway build fuzz
+.PHONY: run test vulncheck bench bench-gateway build fuzz agentcheck
 
 run: ## run the server on the embedded default (SQLite in ./custos-data)
 	go run ./cmd/custos serve
@@ -22,3 +22,6 @@ bench-gateway: ## the model gateway's latency and throughput table only
 
 fuzz: ## run each fuzz target for FUZZTIME (default 10s)
 	scripts/fuzz.sh
+
+agentcheck: ## try the real Codex CLI and Claude Code (from npm) through a throwaway custos
+	scripts/agentcheck.sh
