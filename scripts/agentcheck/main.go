@@ -206,7 +206,9 @@ func responsesAPI(w http.ResponseWriter, body []byte) {
 		s.event("response.function_call_arguments.done", map[string]any{"item_id": "fc_1", "output_index": 0, "arguments": call}, true)
 	} else {
 		s.event("response.output_item.added", map[string]any{"output_index": 0, "item": message("in_progress", "")}, true)
-		part := func(t string) map[string]any { return map[string]any{"type": "output_text", "text": t, "annotations": []any{}} }
+		part := func(t string) map[string]any {
+			return map[string]any{"type": "output_text", "text": t, "annotations": []any{}}
+		}
 		s.event("response.content_part.added", map[string]any{"item_id": "msg_1", "output_index": 0, "content_index": 0, "part": part("")}, true)
 		for _, d := range pieces(text, 6) {
 			s.event("response.output_text.delta", map[string]any{"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": d, "logprobs": []any{}}, true)
