@@ -116,12 +116,7 @@ func (h *Handler) fetchModels(ctx context.Context, p *Provider, mode string) ([]
 	if err != nil {
 		return nil, fmt.Errorf("provider %q has an invalid base URL", p.Name)
 	}
-	if p.Kind == KindAnthropic {
-		req.Header.Set("x-api-key", p.APIKey)
-		req.Header.Set("anthropic-version", "2023-06-01")
-	} else if p.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+p.APIKey)
-	}
+	p.authorize(req.Header)
 	resp, err := client.Do(req) // #nosec G704 -- the URL is the org's configured provider, sent through the egress client
 	if err != nil {
 		return nil, err

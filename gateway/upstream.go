@@ -165,14 +165,7 @@ func (rq *request) send(ctx context.Context, p *Provider, body []byte, hdr http.
 	for k, v := range hdr {
 		up.Header[k] = v
 	}
-	if p.Kind == KindAnthropic {
-		up.Header.Set("x-api-key", p.APIKey)
-		if up.Header.Get("anthropic-version") == "" {
-			up.Header.Set("anthropic-version", "2023-06-01")
-		}
-	} else if p.APIKey != "" {
-		up.Header.Set("Authorization", "Bearer "+p.APIKey)
-	}
+	p.authorize(up.Header)
 	b := rq.h.breakerFor(p)
 	resp, err := b.Execute(func() (*http.Response, error) {
 		resp, err := client.Do(up) // #nosec G704 -- the URL is the org's configured provider, sent through the egress client
@@ -204,6 +197,19 @@ func (rq *request) send(ctx context.Context, p *Provider, body []byte, hdr http.
 	}
 	rq.h.log.Warn("gateway: provider unreachable", "provider", p.Name, "err", err)
 	return nil, &attemptError{status: http.StatusBadGateway, msg: fmt.Sprintf("Provider %q is unreachable.", p.Name)}
+}
+
+// authorize sets p's own key on a request to p, in its wire format, and
+// the Anthropic API version when the request names none.
+func (p *Provider) authorize(h http.Header) {
+	if p.Kind == KindAnthropic {
+		h.Set("x-api-key", p.APIKey)
+		if h.Get("anthropic-version") == "" {
+			h.Set("anthropic-version", "2023-06-01")
+		}
+	} else if p.APIKey != "" {
+		h.Set("Authorization", "Bearer "+p.APIKey)
+	}
 }
 
 // blocked is the attempt error for p's address refused by the egress
