@@ -508,11 +508,14 @@ var responsesEnd = map[string]bool{"response.completed": true, "response.incompl
 // text) first sends what is held back as a last delta.
 func (st *streamState) responses(event string, m map[string]any) {
 	typ, _ := m["type"].(string)
-	key := fmt.Sprint(m["item_id"], "/", index(m["output_index"]), "/", index(m["content_index"]), "/", index(m["summary_index"]))
+	key := func() string { // the stream: item, content part, summary part
+		return fmt.Sprint(m["item_id"], "/", index(m["output_index"]), "/", index(m["content_index"]), "/", index(m["summary_index"]))
+	}
 	var skip map[string]bool
 	switch {
 	case strings.HasSuffix(typ, ".delta") && m["item_id"] != nil:
 		if d, ok := m["delta"].(string); ok {
+			key := key()
 			r, seen := st.streams[key]
 			if !seen {
 				// A template for the last delta, should the stream end without its done event.
@@ -529,7 +532,7 @@ func (st *streamState) responses(event string, m map[string]any) {
 			skip = responsesStreamed
 		}
 	case strings.HasSuffix(typ, ".done") && m["item_id"] != nil:
-		st.flushResponsesStream(key, event != "", m["sequence_number"])
+		st.flushResponsesStream(key(), event != "", m["sequence_number"])
 	case responsesEnd[typ]:
 		st.flushAll() // a stream whose done event never came
 		if resp, _ := m["response"].(map[string]any); resp != nil {
