@@ -85,23 +85,7 @@ func New(cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("load rules: %w", err)
 		}
 		e.rules, e.global, e.skipped = rs.rules, rs.global, rs.skipped
-		kwIndex := map[string]int{}
-		var kws []string
-		for ri, r := range e.rules {
-			for _, k := range r.keywords {
-				id, ok := kwIndex[k]
-				if !ok {
-					id = len(kws)
-					kwIndex[k] = id
-					kws = append(kws, k)
-					e.kwRules = append(e.kwRules, nil)
-				}
-				if !slices.Contains(e.kwRules[id], int32(ri)) { // #nosec G115 -- a few hundred rules
-					e.kwRules[id] = append(e.kwRules[id], int32(ri)) // #nosec G115 -- a few hundred rules
-				}
-			}
-		}
-		e.kw = newAC(kws, true)
+		e.kw, e.kwRules = rs.kw, rs.kwRules
 	}
 	if len(cfg.AllowWords) > 0 || len(cfg.AllowRegexes) > 0 {
 		al, err := compileAllowlist(tomlAllowlist{Regexes: cfg.AllowRegexes, StopWords: cfg.AllowWords})

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+	"slices"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -316,6 +317,12 @@ type ruleSet struct {
 	rules   []*rule
 	global  []*allowlist
 	skipped []string // ids of rules that cannot run here, with the reason
+
+	// The keyword automaton over every rule's keywords and, per keyword
+	// id, the rules using it: the same for every Engine, so built once
+	// (an org's Engine is rebuilt whenever its stored values change).
+	kw      *acMatcher
+	kwRules [][]int32
 }
 
 // loadRules parses and compiles the embedded rule files.
@@ -361,7 +368,29 @@ func loadRules() (*ruleSet, error) {
 			rs.rules = append(rs.rules, r)
 		}
 	}
+	rs.keywords()
 	return rs, nil
+}
+
+// keywords builds rs.kw and rs.kwRules.
+func (rs *ruleSet) keywords() {
+	kwIndex := map[string]int{}
+	var kws []string
+	for ri, r := range rs.rules {
+		for _, k := range r.keywords {
+			id, ok := kwIndex[k]
+			if !ok {
+				id = len(kws)
+				kwIndex[k] = id
+				kws = append(kws, k)
+				rs.kwRules = append(rs.kwRules, nil)
+			}
+			if !slices.Contains(rs.kwRules[id], int32(ri)) { // #nosec G115 -- a few hundred rules
+				rs.kwRules[id] = append(rs.kwRules[id], int32(ri)) // #nosec G115 -- a few hundred rules
+			}
+		}
+	}
+	rs.kw = newAC(kws, true)
 }
 
 // compileRule compiles one rule; it returns nil and a reason for rules that
