@@ -475,6 +475,16 @@ func (g *Gateway) build(ctx context.Context, orgID string, epoch int64) (*orgSet
 	return o, nil
 }
 
+// Warm compiles what the orgs' redaction engines compile on first use (see
+// redact.Engine.Warm), so the first model request after a start does not
+// wait for it. custos serve runs it in the background as it starts. An
+// engine that does not build is left to the first request to report.
+func (g *Gateway) Warm() {
+	if e, err := redact.New(g.engine); err == nil {
+		e.Warm()
+	}
+}
+
 // ReserveBudget implements gateway.Budgets. An org without budgets (known
 // from the cached setup, which a budget change invalidates) costs no
 // database round trip.

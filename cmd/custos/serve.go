@@ -554,7 +554,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	gw, usage, err := m.gateway(ecfg)
+	gw, vg, usage, err := m.gateway(ecfg)
 	if err != nil {
 		return err
 	}
@@ -589,6 +589,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	var workers sync.WaitGroup
 	workers.Go(func() { m.Service.RunNotifier(bg, outbound) })
 	workers.Go(func() { usage.Run(bg) })
+	workers.Go(vg.Warm) // the first model request need not compile the redaction rules
 	workers.Go(func() { m.Service.RunUsagePurge(bg, retention, time.Hour) })
 	workers.Go(func() { m.Tasks.RunPurger(bg, tl.purgeInterval) })
 	go func() { defer close(m.done); workers.Wait() }()
@@ -623,7 +624,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 // gateway builds the model gateway over the vault: per-org providers,
 // privacy rules and known values, budgets in the store, usage recorded in
 // batches.
-func (m *Main) gateway(ecfg egress.Config) (*gateway.Handler, *vault.UsageRecorder, error) {
+func (m *Main) gateway(ecfg egress.Config) (*gateway.Handler, *vault.Gateway, *vault.UsageRecorder, error) {
 	c := &m.Config
 	arc, _ := c.aiRateConfig()                         // validated in ParseFlags
 	total, _ := custos.ParseDuration(c.GatewayTimeout) // validated in ParseFlags
@@ -645,9 +646,9 @@ func (m *Main) gateway(ecfg egress.Config) (*gateway.Handler, *vault.UsageRecord
 		TotalTimeout: total,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("gateway: %w", err)
+		return nil, nil, nil, fmt.Errorf("gateway: %w", err)
 	}
-	return gw, usage, nil
+	return gw, vg, usage, nil
 }
 
 // URL returns the base URL the server listens on.
