@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -197,5 +198,35 @@ func TestWriteLatencies(t *testing.T) {
 		"streaming,custos,1700000000000000000,0,\"EOF, \"\"quoted\"\"\"\n"
 	if string(b) != want {
 		t.Fatalf("got\n%s\nwant\n%s", b, want)
+	}
+}
+
+// TestOpenLoop proves that both pacings send every request of the phase,
+// each on a schedule of its own (the rate's interval apart), and that each
+// is answered: the pacing changes when requests leave, never which.
+func TestOpenLoop(t *testing.T) {
+	srv := httptest.NewServer(newUpstream())
+	defer srv.Close()
+	paces := []string{paceTimer}
+	if exactPacing {
+		paces = append(paces, paceExact)
+	}
+	for _, pace := range paces {
+		t.Run(pace, func(t *testing.T) {
+			tg := newTarget("direct", srv.URL, "", nil)
+			m := mode{name: "non-streaming", body: []byte(`{"model":"m","messages":[]}`), nonce: -1}
+			got := openLoop(tg, m, 1000, 50*time.Millisecond, pace)
+			if len(got) != 50 {
+				t.Fatalf("%d samples, want 50", len(got))
+			}
+			for i, s := range got {
+				if !s.ok {
+					t.Fatalf("request %d: %s", i, s.err)
+				}
+				if d := s.at.Sub(got[0].at); d != time.Duration(i)*time.Millisecond {
+					t.Fatalf("request %d scheduled %v after the first, want %v", i, d, time.Duration(i)*time.Millisecond)
+				}
+			}
+		})
 	}
 }

@@ -113,6 +113,7 @@ type options struct {
 	custosEnv  string // KEY=VALUE ... added to custos's environment
 	baseEnv    string // and to the baseline's
 	latencies  string // a CSV file of every request of the fixed-rate phases
+	pace       string // paceTimer or paceExact
 }
 
 func run() error {
@@ -131,7 +132,11 @@ func run() error {
 	flag.StringVar(&o.custosEnv, "custos-env", "", "add these space-separated `KEY=VALUE` settings to custos's environment (e.g. GOGC=800 GODEBUG=gctrace=1; processes layout)")
 	flag.StringVar(&o.baseEnv, "baseline-env", "", "the same for the baseline custos, e.g. to compare a runtime setting with -baseline self")
 	flag.StringVar(&o.latencies, "latencies", "", "write every request of the fixed-rate phases to `FILE` (CSV: mode, target, scheduled send time in Unix ns, latency in ns, error)")
+	flag.StringVar(&o.pace, "pace", paceTimer, "how the fixed-rate sender waits: "+paceTimer+" (Go's timers: bursts of two or three a millisecond) or "+paceExact+" (nanosleep: evenly spaced; Linux)")
 	flag.Parse()
+	if o.pace != paceTimer && (o.pace != paceExact || !exactPacing) {
+		return fmt.Errorf("-pace %q: want %s or (on Linux) %s", o.pace, paceTimer, paceExact)
+	}
 	if o.duration <= 0 || o.rate <= 0 || o.seqN <= 0 || o.conc <= 0 || o.rounds <= 0 {
 		return errors.New("-duration, -rate, -seq, -conc and -rounds must be positive")
 	}
@@ -206,7 +211,7 @@ func run() error {
 		seq := sequential(fx.targets, m, o.seqN)
 		lat = append(lat, latRows(m, "sequential", fx.targets, seq)...)
 		fmt.Fprintf(os.Stderr, "%s: %.0f req/s open loop\n", m.name, o.rate)
-		ol := rotate(fx.targets, o.rounds, func(t *target) []sample { return openLoop(t, m, o.rate, o.duration/time.Duration(o.rounds)) })
+		ol := rotate(fx.targets, o.rounds, func(t *target) []sample { return openLoop(t, m, o.rate, o.duration/time.Duration(o.rounds), o.pace) })
 		lat = append(lat, latRows(m, fmt.Sprintf("%.0f req/s", o.rate), fx.targets, ol)...)
 		rateSamples = append(rateSamples, phaseSamples{m, ol})
 		if !m.stream {
@@ -247,6 +252,9 @@ func run() error {
 
 	var b strings.Builder
 	baseFlags := "" // the flags that change what is measured, beyond the table's
+	if o.pace != paceTimer {
+		baseFlags += " -pace " + o.pace
+	}
 	if len(custosEnv) > 0 {
 		baseFlags += fmt.Sprintf(" -custos-env '%s'", strings.Join(custosEnv, " "))
 	}
@@ -289,8 +297,13 @@ func run() error {
 	}
 	rateLoad := fmt.Sprintf("%.0f req/s", o.rate)
 	d := findLat(lat, "non-streaming", rateLoad, "direct")
-	fmt.Fprintf(&b, "\nAt %s the load generator itself sends p50 %s, p99 %s after the scheduled time (Go's timers sleep at least about 1 ms on an idle core); that lag is in every row of the phase, direct included, and cancels out of the added latency.\n",
-		rateLoad, ms(d.late50), ms(d.late99))
+	if o.pace == paceExact {
+		fmt.Fprintf(&b, "\nAt %s the load generator itself sends p50 %s, p99 %s after the scheduled time (-pace exact: a sender thread in nanosleep, requests evenly spaced).\n",
+			rateLoad, ms(d.late50), ms(d.late99))
+	} else {
+		fmt.Fprintf(&b, "\nAt %s the load generator itself sends p50 %s, p99 %s after the scheduled time: Go's timers wake its sender to the millisecond, so requests leave in bursts of two or three. That lag is in every row of the phase, direct included; the bursts are not neutral: on the 2-CPU VM of docs/PERFORMANCE.md the proxied rows' added latency is lower with them than with evenly spaced requests (-pace exact).\n",
+			rateLoad, ms(d.late50), ms(d.late99))
+	}
 	fmt.Fprintf(&b, "\nThroughput, %d concurrent clients:\n\n", o.conc)
 	fmt.Fprintln(&b, "| mode | target | requests | errors | req/s | vs reverse proxy | CPU µs/request | of which the target |")
 	fmt.Fprintln(&b, "|---|---|--:|--:|--:|--:|--:|--:|")
