@@ -42,7 +42,9 @@
 // (-baseline self -baseline-env GOGC=1600), or traced (-custos-env
 // GODEBUG=gctrace=1). -latencies FILE writes every request of the
 // fixed-rate phases with its scheduled send time, to see when the slow
-// ones came — together after a stall, or one by one.
+// ones came — together after a stall, or one by one. -pace exact sends
+// the fixed-rate requests evenly spaced (nanosleep, Linux) instead of on
+// Go's timers, which let them leave in bursts of two or three.
 //
 // The client sends an 8 KB chat request (a system prompt and a user message
 // with code, holding planted fake secrets) to each of the three targets —
