@@ -4,7 +4,9 @@ import "strings"
 
 // warmSample is text of the kind agents send: code with an assignment of
 // a credential, an Authorization header, a provider token, a cloud key id,
-// and personal data. Its values are generated at run time (warmChars), so
+// a curl command with a user and a header, a connection string, a private
+// key block, and personal data (the rules such text reaches include the
+// costliest to compile: curl-auth-user alone takes ≈ 27 ms). Its values are generated at run time (warmChars), so
 // no credential-shaped literal sits in the source.
 var warmSample = []byte(strings.Join([]string{
 	`const client = new Client({ apiKey: process.env.API_KEY, timeout: 30 })`,
@@ -14,6 +16,9 @@ var warmSample = []byte(strings.Join([]string{
 	`git clone https://ghp_` + warmChars(5, 36, alnum) + `@github.com/acme/app.git`,
 	`aws_access_key_id = AKIA` + warmChars(6, 16, base32),
 	`secret := "` + warmChars(7, 24, alnum) + `"`,
+	`curl -sS -u deploy:` + warmChars(8, 20, alnum) + ` -H "Authorization: Bearer ` + warmChars(9, 32, alnum) + `" https://api.example.com/v1/items`,
+	`DATABASE_URL=postgres://app:` + warmChars(10, 20, alnum) + `@db.internal:5432/app`,
+	`-----BEGIN PRIVATE KEY-----`, warmChars(11, 64, alnum), `-----END PRIVATE KEY-----`,
 	`Contact dana.smith@example.com or +1 415 555 0100; card 4111 1111 1111 1111; IBAN DE89 3704 0044 0532 0130 00; host 10.20.30.40`,
 }, "\n"))
 

@@ -29,7 +29,8 @@ func TestWarmCompilesWhatFirstRequestsReach(t *testing.T) {
 	before := compiled()
 	e.Warm()
 	after := compiled()
-	for _, id := range []string{"generic-api-key", "github-pat", "aws-access-token", "jwt"} {
+	for _, id := range []string{"generic-api-key", "github-pat", "aws-access-token", "jwt",
+		"curl-auth-user", "curl-auth-header", "custos-connection-string", "custos-password-assignment", "private-key"} {
 		if !after[id] {
 			t.Errorf("rule %s not compiled after Warm (compiled: %d rules)", id, len(after))
 		}
