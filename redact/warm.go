@@ -5,9 +5,10 @@ import "strings"
 // warmSample is text of the kind agents send: code with an assignment of
 // a credential, an Authorization header, a provider token, a cloud key id,
 // a curl command with a user and a header, a connection string, a private
-// key block, and personal data (the rules such text reaches include the
-// costliest to compile: curl-auth-user alone takes ≈ 27 ms). Its values are generated at run time (warmChars), so
-// no credential-shaped literal sits in the source.
+// key block, and personal data. The rules such text reaches include the
+// costliest to compile (curl-auth-user alone takes ≈ 27 ms). Its values
+// are generated at run time (warmChars), so no credential-shaped literal
+// sits in the source.
 var warmSample = []byte(strings.Join([]string{
 	`const client = new Client({ apiKey: process.env.API_KEY, timeout: 30 })`,
 	`password = "` + warmChars(1, 18, alnum) + `"`,
